@@ -1,0 +1,3 @@
+"""Personalised treatment-plan recommender for pain therapy clinics."""
+
+__version__ = "0.1.0"
