@@ -167,7 +167,8 @@ def _check_header(header: list[str], kind: Kind, report: ValidationReport) -> li
             f"{m} (found {hints[m]!r}: names are lower-case)" if m in hints else m for m in missing
         )
         raise ContractFileError(f"missing required column(s) for a {kind.value} file: {detail}")
-    unknown = [n for n in names if n not in known]
+    every_kind = column_map(Kind.TRAINING)  # contract columns of another kind are not "unknown"
+    unknown = [n for n in names if n not in known and n not in every_kind]
     if unknown:
         report.warnings.append("ignored unknown column(s): " + ", ".join(unknown))
     return names
