@@ -181,9 +181,9 @@ class TreatmentRecommender:
         if summary.lost_to_followup < 20:
             self.followup_model_ = None
             return np.ones(len(episodes))
-        adherence = pd.to_numeric(episodes.get("adherence"), errors="coerce") if "adherence" in episodes \
-            else pd.Series(np.nan, index=episodes.index)
-        F = np.column_stack([Xp, plans, adherence.to_numpy(float)])
+        self.followup_uses_adherence_ = bool(
+            "adherence" in episodes and episodes["adherence"].notna().any())
+        F = self.followup_features(episodes, Xp, plans)
         model = HistGradientBoostingClassifier(max_iter=100, max_depth=3, min_samples_leaf=50,
                                                random_state=self.random_state).fit(F, observed)
         p = model.predict_proba(F)[:, 1]
@@ -196,6 +196,14 @@ class TreatmentRecommender:
             f"(weights {w[observed].min():.2f}–{w[observed].max():.2f})"
         )
         return w
+
+    def followup_features(self, episodes: pd.DataFrame, Xp: np.ndarray, plans: np.ndarray) -> np.ndarray:
+        """Inputs of the follow-up model: intake, plan and (when recorded) adherence."""
+        if not self.followup_uses_adherence_:
+            return np.hstack([Xp, plans])
+        adherence = (pd.to_numeric(episodes["adherence"], errors="coerce").to_numpy(float)
+                     if "adherence" in episodes else np.full(len(episodes), np.nan))
+        return np.column_stack([Xp, plans, adherence])
 
     def _fit_evidence(self, Xp: np.ndarray, plans: np.ndarray) -> None:
         uniq, counts = np.unique(plans, axis=0, return_counts=True)
@@ -238,7 +246,7 @@ class TreatmentRecommender:
 
     def _expected_units(self, Xp: np.ndarray) -> np.ndarray:
         est = self.estimator_
-        return est._psi(Xp) @ est.policy_coef_[:, : est.n_plan_columns_]
+        return est.expected_plan_basis(Xp)[:, : est.n_plan_columns_]
 
     def _overlap_d2(self, Xp: np.ndarray, plans: np.ndarray) -> np.ndarray:
         """Mahalanobis distance² of each plan from what similar patients got: (n, k)."""

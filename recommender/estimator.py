@@ -88,6 +88,19 @@ class PlanEffectRegressor(RegressorMixin, BaseEstimator):
         z = (Xp - self.x_mean_) / self.x_scale_
         return np.column_stack([np.ones(len(z)), z])
 
+    def _policy_basis(self, psi: np.ndarray) -> np.ndarray:
+        """Patient basis for e(x): ψ plus squares and cubes of its non-binary columns,
+        so saturating or clipped prescribing habits are followed."""
+        z = psi[:, 1:][:, self.numeric_columns_]
+        return np.hstack([psi, z**2, z**3])
+
+    def _expected_phi(self, psi: np.ndarray) -> np.ndarray:
+        return self._policy_basis(psi) @ self.policy_coef_
+
+    def expected_plan_basis(self, X_patients) -> np.ndarray:
+        """e(x): the plan basis therapists' habits would give these patients (n, d_phi)."""
+        return self._expected_phi(self._psi(np.asarray(X_patients, dtype=float)))
+
     def _phi(self, P: np.ndarray) -> np.ndarray:
         u = (P - self.plan_center_) / self.plan_half_range_
         on = (P > self.plan_low_).astype(float)
@@ -143,6 +156,8 @@ class PlanEffectRegressor(RegressorMixin, BaseEstimator):
         self.plan_center_ = (self.plan_low_ + high) / 2
         half = (high - self.plan_low_) / 2
         self.plan_half_range_ = np.where(half > 1e-12, half, 1.0)
+        self.numeric_columns_ = np.array([len(np.unique(Xp[:200_000, j])) > 2
+                                          for j in range(Xp.shape[1])], dtype=bool)
         mods = np.asarray(self.pair_modifiers, dtype=int)
         self.pair_psi_idx_ = np.concatenate([[0], mods + 1]).astype(int)
 
@@ -157,7 +172,7 @@ class PlanEffectRegressor(RegressorMixin, BaseEstimator):
             train = np.setdiff1d(np.arange(n), test)
             m_model, e_coef = self._fit_nuisance(Xp[train], psi[train], phi[train], y[train], w[train])
             m_oof[test] = m_model.predict(Xp[test])
-            e_oof[test] = psi[test] @ e_coef
+            e_oof[test] = self._policy_basis(psi[test]) @ e_coef
 
         Z = self._design(phi - e_oof, psi)
         r = y - m_oof
@@ -188,6 +203,8 @@ class PlanEffectRegressor(RegressorMixin, BaseEstimator):
             mu_oof[t] = m_oof[t] + Z[t] @ coef
         resid = y - mu_oof
         s2 = float(np.sum(w * resid**2) / w.sum())
+        # Posterior covariance under the ridge's Gaussian prior: with little data it
+        # stays wide (the prior's uncertainty), where a sandwich would look falsely sure.
         self.coef_cov_ = s2 * self.gram_inv_ / w.sum()
 
         self.baseline_model_, self.policy_coef_ = self._fit_nuisance(Xp, psi, phi, y, w)
@@ -210,10 +227,11 @@ class PlanEffectRegressor(RegressorMixin, BaseEstimator):
             max_iter=self.nuisance_max_iter, learning_rate=0.08, min_samples_leaf=40,
             l2_regularization=1.0, early_stopping=False, random_state=self.random_state,
         ).fit(Xp, y, sample_weight=w)
-        # e(x): weighted ridge of the plan basis on patient features
-        A = (psi.T * w) @ psi + 1e-3 * w.sum() * np.eye(psi.shape[1])
+        # e(x): weighted ridge of the plan basis on a polynomial patient basis
+        basis = self._policy_basis(psi)
+        A = (basis.T * w) @ basis + 1e-3 * w.sum() * np.eye(basis.shape[1])
         A[0, 0] -= 1e-3 * w.sum()  # intercept unpenalised
-        policy = np.linalg.solve(A, (psi.T * w) @ phi)
+        policy = np.linalg.solve(A, (basis.T * w) @ phi)
         return baseline, policy
 
     def _fit_noise(self, Xp, resid, w) -> HistGradientBoostingRegressor:
@@ -241,7 +259,7 @@ class PlanEffectRegressor(RegressorMixin, BaseEstimator):
         X = validate_data(self, X, reset=False)
         Xp, P = self._split(X)
         psi = self._psi(Xp)
-        Z = self._design(self._phi(P) - psi @ self.policy_coef_, psi)
+        Z = self._design(self._phi(P) - self._expected_phi(psi), psi)
         mean = self.baseline_model_.predict(Xp) + Z @ self.coef_
         model_var = ((Z @ self.coef_cov_) * Z).sum(axis=1)
         return mean, self._total_sd(self._noise_sd(Xp), model_var), model_var
@@ -276,7 +294,7 @@ class PlanEffectRegressor(RegressorMixin, BaseEstimator):
         check_is_fitted(self)
         Xp = np.asarray(X_patients, dtype=float)
         psi = self._psi(Xp)
-        e = psi @ self.policy_coef_
+        e = self._expected_phi(psi)
         d_phi, d_psi = self.policy_coef_.shape[1], psi.shape[1]
         cache = self._grid(plans, d_phi, d_psi)
         B = cache["coef_full"].reshape(d_phi, d_psi)

@@ -33,9 +33,7 @@ def _observation_weights(model: TreatmentRecommender, episodes, Xp, plans, obser
     if model.followup_model_ is None:
         p = np.full(len(episodes), observed.mean() if observed.any() else 1.0)
     else:
-        adherence = (pd.to_numeric(episodes["adherence"], errors="coerce").to_numpy(float)
-                     if "adherence" in episodes else np.full(len(episodes), np.nan))
-        p = model.followup_model_.predict_proba(np.column_stack([Xp, plans, adherence]))[:, 1]
+        p = model.followup_model_.predict_proba(model.followup_features(episodes, Xp, plans))[:, 1]
     return np.where(observed, 1.0 / np.clip(p, 0.05, 1.0), 0.0)
 
 
@@ -52,7 +50,7 @@ class DoublyRobust:
         self.y = np.where(self.observed, self.pain - episodes["followup_pain_score"].to_numpy(float), 0.0)
         self.w = _observation_weights(model, episodes, self.Xp, self.plans, self.observed)
         self.psi = est._psi(self.Xp)
-        self.e = self.psi @ est.policy_coef_
+        self.e = est.expected_plan_basis(self.Xp)
         self.Z = est._design(est._phi(self.plans) - self.e, self.psi)
         self.mu = self._mean(self.plans)
         # The representer's Gram comes from training (same clinic, far more rows),

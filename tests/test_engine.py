@@ -1,0 +1,132 @@
+"""TreatmentRecommender: messy training files, the gate on every output, fallback, tuning."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from recommender import gate
+from recommender.csv_io import read_episodes, to_csv_bytes
+from recommender.engine import TreatmentRecommender, improvement_threshold, recommendations_frame
+from recommender.plans import GUIDELINE_PLAN, Plan, guideline_plan_for
+from recommender.simulator import simulate
+
+from .strategies import intakes, massage_is_contraindicated
+
+REC_COLUMNS = {"episode_id", "massage_sessions_per_week", "massage_intensity",
+               "muscle_training_sessions_per_week", "exercise_days_per_week", "session_minutes",
+               "programme_weeks", "predicted_reduction", "interval_low", "interval_high",
+               "prob_improvement", "evidence_level", "gate_rule_ids", "explanation"}
+
+
+def _typed(frame: pd.DataFrame, kind="training") -> pd.DataFrame:
+    return read_episodes(to_csv_bytes(frame), kind).frame
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+@given(intake=intakes())
+def test_no_recommended_plan_is_ever_contraindicated(trained, intake):
+    """Property: best and alternatives never include contraindicated massage."""
+    rec = trained["model"].recommend(intake)
+    for prediction in rec.ranked():
+        assert not massage_is_contraindicated(intake, prediction.plan)
+        assert prediction.allowed
+    if not rec.gate.massage_allowed:
+        assert not any(p.plan.has_massage for p in rec.ranked())
+        assert all(r.rule_id in rec.explanation or r.message in rec.explanation
+                   for r in rec.gate.reasons if r.effect is gate.Effect.NO_MASSAGE)
+
+
+def test_gate_recheck_stops_a_broken_mask(trained, typed_test_rows, monkeypatch):
+    """Even if the vectorised mask were wrong, the final re-check refuses the plan."""
+    rows = typed_test_rows.copy()
+    rows["phlebitis"] = True
+    monkeypatch.setattr(gate, "max_levels", lambda decisions: np.full(len(decisions), 3.0))
+    monkeypatch.setattr(gate, "evaluate_frame",
+                        lambda frame: [gate.evaluate({**r, "phlebitis": False})
+                                       for r in frame.to_dict("records")])
+    with pytest.raises(gate.GateViolation, match="CI-PHLEBITIS"):
+        trained["model"].recommend_frame(rows.head(50))
+
+
+def test_batch_output_is_contract_shaped(trained, typed_test_rows):
+    recs = trained["model"].recommend_frame(typed_test_rows)
+    frame = recommendations_frame(recs)
+    assert REC_COLUMNS <= set(frame.columns)
+    assert len(frame) == len(typed_test_rows)
+    assert (frame["interval_low"] <= frame["predicted_reduction"]).all()
+    assert (frame["predicted_reduction"] <= frame["interval_high"]).all()
+    assert frame["prob_improvement"].between(0, 1).all()
+    assert set(frame["evidence_level"]) <= {"moderate", "strong"}  # never 'limited'
+    assert (frame["predicted_reduction"] <= typed_test_rows["pain_score"].to_numpy()).all()
+    assert frame["explanation"].str.len().gt(20).all()
+    assert not gate.violations(typed_test_rows, np.array([r.best.plan.encode() for r in recs])).any()
+    assert all(len(r.alternatives) == 4 for r in recs)
+
+
+def test_personalises_with_enough_data(trained, test_cohort, typed_test_rows):
+    recs = trained["model"].recommend_frame(typed_test_rows)
+    plans = np.array([r.best.plan.encode() for r in recs])
+    decisions = gate.evaluate_frame(typed_test_rows)
+    guide = np.array([guideline_plan_for(d.massage_allowed, d.max_massage_level).encode()
+                      for d in decisions])
+    value = test_cohort.expected_reduction(plans, paired=True).mean()
+    assert value > test_cohort.expected_reduction(guide, paired=True).mean()
+    assert np.mean([r.fallback for r in recs]) < 0.5
+
+
+def test_thin_data_falls_back_to_guideline():
+    cohort = simulate(120, seed=3)
+    model = TreatmentRecommender().fit(_typed(cohort.episodes))
+    recs = model.recommend_frame(_typed(simulate(40, seed=4).intakes(), "intake"))
+    assert np.mean([r.fallback for r in recs]) > 0.9
+    for r in recs:
+        if r.fallback:
+            assert r.best.plan == guideline_plan_for(r.gate.massage_allowed, r.gate.max_massage_level)
+            assert r.explanation.startswith("Guideline plan")
+
+
+def test_messy_training_file(tmp_path):
+    """Missing optional columns, lost follow-ups and rule-breaking history still train."""
+    cohort = simulate(800, seed=5)
+    ep = cohort.episodes.drop(columns=["grip_strength_kg", "bmi", "adherence", "adverse_event",
+                                       "fever", "recent_fracture_regions",
+                                       "followup_grip_strength_kg"])
+    ep.loc[ep.index[:100], "followup_pain_score"] = np.nan
+    ep.loc[ep.index[100:110], ["heart_condition", "massage_sessions_per_week", "massage_intensity"]] = [
+        True, 3, "firm"]
+    model = TreatmentRecommender().fit(_typed(ep))
+    s = model.summary_
+    assert s.lost_to_followup >= 100 and s.contraindicated_history >= 10
+    assert s.followed_up + s.lost_to_followup == 800
+    assert model.adherence_model_ is None and any("adherence" in n for n in s.notes)
+    rec = model.recommend(_typed(ep.head(1)).iloc[0].to_dict())
+    assert rec.best.adherence is None
+
+
+def test_too_few_followups_is_refused():
+    cohort = simulate(200, seed=6)
+    ep = cohort.episodes.copy()
+    ep["followup_pain_score"] = np.nan
+    ep.loc[ep.index[:30], "followup_pain_score"] = 3.0
+    with pytest.raises(ValueError, match="only 30 episode"):
+        TreatmentRecommender().fit(_typed(ep))
+
+
+def test_tuning_predicts_and_locks_forbidden_plans(trained, typed_test_rows):
+    intake = {**typed_test_rows.iloc[0].to_dict(), "heart_condition": True,
+              "infected_regions": frozenset(), "inflamed_skin_regions": frozenset()}
+    plans = [GUIDELINE_PLAN, Plan(0, "none", 2, 3, 30, 8), Plan(4, "gentle", 1, 2, 60, 16)]
+    preds = trained["model"].predict_plans(intake, plans)
+    assert preds[0].blocked_by == ("CI-HEART",) and preds[2].blocked_by == ("CI-HEART",)
+    assert preds[1].allowed
+    for p in preds:
+        assert p.interval_low <= p.predicted_reduction <= p.interval_high
+    # off-grid plans are predicted too, with their own evidence
+    assert preds[2].evidence_level in ("limited", "moderate", "strong")
+
+
+def test_improvement_threshold():
+    assert list(improvement_threshold([10, 6, 5, 2])) == [2.0, 1.7999999999999998, 1.5, 0.6]
