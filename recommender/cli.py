@@ -10,8 +10,13 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from .accounts import SignInFailed
 from .artifacts import ArtifactError
 from .csv_io import ContractFileError
+from .db.database import DatabaseOutOfDate
+from .gate import GateViolation
+from .permissions import PermissionDenied
+from .service import InputRejected
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -172,6 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="with --simulated: the simulation seed")
     _add_max_mb(p)
     p.set_defaults(handler=cmd_evaluate)
+
+    from .cli_admin import register
+
+    register(sub)
     return parser
 
 
@@ -184,6 +193,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {getattr(args, 'file', '')}: {exc}".replace(": : ", ": "), file=sys.stderr)
         return 1
     except ArtifactError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except InputRejected as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        for error in exc.errors:
+            print(f"  {error}", file=sys.stderr)
+        return 1
+    except (DatabaseOutOfDate, PermissionDenied, SignInFailed, GateViolation) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except (ValueError, PermissionError, FileNotFoundError) as exc:

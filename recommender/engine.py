@@ -290,9 +290,16 @@ class TreatmentRecommender:
         with single_threaded():
             return self.recommend_frame(pd.DataFrame([intake]))[0]
 
-    def recommend_frame(self, intakes: pd.DataFrame) -> list[Recommendation]:
-        """Recommendations for every row of a (typed) intake frame, vectorised."""
+    def recommend_frame(self, intakes: pd.DataFrame, chunk: int = 500) -> list[Recommendation]:
+        """Recommendations for every row of a (typed) intake frame, vectorised in chunks
+        (memory stays bounded however large the file)."""
         intakes = intakes.reset_index(drop=True)
+        out: list[Recommendation] = []
+        for start in range(0, len(intakes), chunk):
+            out += self._recommend_chunk(intakes.iloc[start:start + chunk].reset_index(drop=True))
+        return out
+
+    def _recommend_chunk(self, intakes: pd.DataFrame) -> list[Recommendation]:
         decisions = gate.evaluate_frame(intakes)
         levels = gate.max_levels(decisions)
         Xp = self.featurizer_.transform(intakes)

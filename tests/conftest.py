@@ -60,3 +60,97 @@ def typed_test_rows(test_cohort):
     from recommender.csv_io import read_episodes, to_csv_bytes
 
     return read_episodes(to_csv_bytes(test_cohort.episodes), "training").frame
+
+
+PASSWORD = "correct-horse-battery"
+ROLES = ("therapist", "data_staff", "supervisor", "admin")
+
+
+def _postgres_url() -> str | None:
+    return os.environ.get("RECOMMENDER_TEST_POSTGRES_URL")
+
+
+def postgres_available() -> str | None:
+    """The PostgreSQL URL if a server answers, else None (tests are then skipped)."""
+    url = _postgres_url()
+    if not url:
+        return None
+    try:
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(url)
+        with engine.connect():
+            pass
+        engine.dispose()
+        return url
+    except Exception:
+        return None
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend_url(request, tmp_path):
+    """A fresh, empty database URL on each backend (a private schema on PostgreSQL)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'clinic.sqlite3'}"
+        return
+    url = postgres_available()
+    if url is None:
+        pytest.skip("PostgreSQL not reachable at RECOMMENDER_TEST_POSTGRES_URL "
+                    f"({_postgres_url() or 'unset'})")
+    import uuid
+
+    import sqlalchemy
+
+    schema = f"rec_test_{uuid.uuid4().hex[:10]}"
+    admin = sqlalchemy.create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in url else "?"
+    yield f"{url}{sep}options=-csearch_path%3D{schema}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+    admin.dispose()
+
+
+def make_service(url: str, tmp_path, model_path=None):
+    """Upgraded database, demo-like users of every role, and (optionally) a current model."""
+    from recommender.accounts import SYSTEM
+    from recommender.audit import AuditTrail
+    from recommender.db import Database
+    from recommender.service import ClinicService
+
+    db = Database(url)
+    db.upgrade()
+    svc = ClinicService(db, AuditTrail(tmp_path / "audit.key", tmp_path / "audit-head.json"),
+                        model_dir=tmp_path / "models")
+    for role in ROLES:
+        svc.add_user(SYSTEM, role, role, PASSWORD)
+    if model_path is not None:
+        version = svc.register_artifact(SYSTEM, model_path)
+        svc.promote(SYSTEM, version)
+    return svc
+
+
+@pytest.fixture
+def service(backend_url, tmp_path, trained):
+    svc = make_service(backend_url, tmp_path, trained["path"])
+    yield svc
+    svc.db.dispose()
+
+
+@pytest.fixture
+def sqlite_service(tmp_path, trained):
+    svc = make_service(f"sqlite:///{tmp_path / 'clinic.sqlite3'}", tmp_path, trained["path"])
+    yield svc
+    svc.db.dispose()
+
+
+def intake_dict(cohort, i: int = 0, **changes) -> dict:
+    """A contract intake (as form values) from a simulated cohort row."""
+    from recommender.contract import INTAKE_COLUMNS
+    from recommender.csv_io import format_cell
+
+    row = cohort.episodes.iloc[i]
+    out = {c: format_cell(row[c]) for c in INTAKE_COLUMNS if c in row.index}
+    out.update(changes)
+    return out

@@ -1,0 +1,164 @@
+"""Database tables (SQLAlchemy 2.x).  Migrations in ``migrations/`` create exactly these."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(80), unique=True)
+    role: Mapped[str] = mapped_column(String(20))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    locked: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Patient(Base):
+    __tablename__ = "patients"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    patient_code: Mapped[str] = mapped_column(String(120), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Episode(Base):
+    """One course of treatment: the contract intake, as recorded."""
+
+    __tablename__ = "episodes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    episode_code: Mapped[str] = mapped_column(String(120), unique=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
+    intake: Mapped[dict] = mapped_column(JSON)
+    intake_sha256: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(20))  # "form" or "import:<id>"
+    historical_plan: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    created_by: Mapped[str] = mapped_column(String(80))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class RecommendationRecord(Base):
+    __tablename__ = "recommendations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    episode_id: Mapped[int] = mapped_column(ForeignKey("episodes.id"))
+    intake_sha256: Mapped[str] = mapped_column(String(64))
+    model_version: Mapped[int | None] = mapped_column(ForeignKey("model_versions.version"), nullable=True)
+    ruleset_version: Mapped[str] = mapped_column(String(40))
+    output: Mapped[dict] = mapped_column(JSON)  # ranked plans, gate reasons, explanation
+    created_by: Mapped[str] = mapped_column(String(80))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Decision(Base):
+    __tablename__ = "decisions"
+    __table_args__ = (UniqueConstraint("idempotency_key"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    episode_id: Mapped[int] = mapped_column(ForeignKey("episodes.id"))
+    recommendation_id: Mapped[int] = mapped_column(ForeignKey("recommendations.id"))
+    accepted_plan: Mapped[dict] = mapped_column(JSON)
+    differences: Mapped[dict] = mapped_column(JSON)  # component: [recommended, accepted]
+    reason_code: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    reason_text: Mapped[str] = mapped_column(Text, default="")
+    ruleset_version: Mapped[str] = mapped_column(String(40))
+    idempotency_key: Mapped[str] = mapped_column(String(120))
+    decided_by: Mapped[str] = mapped_column(String(80))
+    decided_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class FollowUp(Base):
+    __tablename__ = "followups"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    episode_id: Mapped[int] = mapped_column(ForeignKey("episodes.id"), unique=True)
+    lost_to_followup: Mapped[bool] = mapped_column(Boolean, default=False)
+    outcome: Mapped[dict] = mapped_column(JSON)  # contract outcome columns
+    recorded_by: Mapped[str] = mapped_column(String(80))
+    recorded_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class DataImport(Base):
+    __tablename__ = "data_imports"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    file_name: Mapped[str] = mapped_column(String(255))
+    file_sha256: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(20))
+    rows_accepted: Mapped[int] = mapped_column(Integer)
+    rows_rejected: Mapped[int] = mapped_column(Integer)
+    imported_by: Mapped[str] = mapped_column(String(80))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ModelVersion(Base):
+    __tablename__ = "model_versions"
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    artifact_path: Mapped[str] = mapped_column(String(500))
+    artifact_sha256: Mapped[str] = mapped_column(String(64))
+    card: Mapped[dict] = mapped_column(JSON)
+    policy_value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    policy_value_low: Mapped[float | None] = mapped_column(Float, nullable=True)
+    policy_value_high: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created_by: Mapped[str] = mapped_column(String(80))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Promotion(Base):
+    """Every change of the ``current`` alias, newest last (rollback walks back one)."""
+
+    __tablename__ = "promotions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alias: Mapped[str] = mapped_column(String(40))
+    from_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    to_version: Mapped[int] = mapped_column(ForeignKey("model_versions.version"))
+    kind: Mapped[str] = mapped_column(String(20))  # promote, force, rollback
+    verdict: Mapped[dict] = mapped_column(JSON)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    by: Mapped[str] = mapped_column(String(80))
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AuditEvent(Base):
+    """Append-only, HMAC hash-chained (see recommender.audit)."""
+
+    __tablename__ = "audit_events"
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    ts: Mapped[str] = mapped_column(String(40))  # ISO 8601 UTC, hashed exactly as stored
+    actor: Mapped[str] = mapped_column(String(80))
+    role: Mapped[str] = mapped_column(String(20))
+    action: Mapped[str] = mapped_column(String(40))
+    target: Mapped[str] = mapped_column(String(200))
+    before: Mapped[str] = mapped_column(Text)  # canonical JSON
+    after: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """One row: the chain's last sequence number and hash (a lock point for appends)."""
+
+    __tablename__ = "audit_head"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))

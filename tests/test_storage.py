@@ -1,0 +1,399 @@
+"""Storage, accounts, roles, audit trail and registry — on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import re
+import threading
+
+import pandas as pd
+import pytest
+from sqlalchemy import func, select, text
+
+from recommender import gate
+from recommender.accounts import SIGN_IN_FAILED, Actor, SignInFailed
+from recommender.db import Database, DatabaseOutOfDate
+from recommender.db.schema import Decision
+from recommender.permissions import ROLE_ACTIONS, Action, PermissionDenied, Role
+from recommender.plans import Plan
+from recommender.service import InputRejected
+
+from .conftest import PASSWORD, intake_dict
+
+THERAPIST = Actor("therapist", "therapist")
+DATA = Actor("data_staff", "data_staff")
+SUPERVISOR = Actor("supervisor", "supervisor")
+ADMIN = Actor("admin", "admin")
+
+
+def _new_episode(service, cohort, i=0, **changes) -> str:
+    intake = intake_dict(cohort, i, episode_id=f"NEW-{i}-{len(changes)}", **changes)
+    return service.save_intake(THERAPIST, intake)
+
+
+def test_schema_upgrade_and_out_of_date_refusal(tmp_path):
+    db = Database(f"sqlite:///{tmp_path / 'x.sqlite3'}")
+    with pytest.raises(DatabaseOutOfDate, match="recommender db upgrade"):
+        db.check_schema()
+    assert db.upgrade() == db.head_revision()
+    db.check_schema()
+    with db.write() as s:
+        s.execute(text("UPDATE alembic_version SET version_num = '0000'"))
+    with pytest.raises(DatabaseOutOfDate, match="revision 0000"):
+        db.check_schema()
+
+
+def test_sqlite_settings(sqlite_service):
+    with sqlite_service.db.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
+
+
+# ---------------------------------------------------------------- accounts
+
+
+def test_argon2id_at_owasp_minimum(service):
+    with service.db.read() as s:
+        stored = s.execute(text("SELECT password_hash FROM users WHERE username='admin'")).scalar()
+    assert stored.startswith("$argon2id$")
+    params = dict(p.split("=") for p in re.search(r"\$m=[^$]+", stored).group(0)[1:].split(","))
+    assert int(params["m"]) >= 19456 and int(params["t"]) >= 2 and int(params["p"]) >= 1
+
+
+def test_same_message_and_lockout_after_five(service):
+    with pytest.raises(SignInFailed) as unknown:
+        service.sign_in("nobody", PASSWORD)
+    for _ in range(5):
+        with pytest.raises(SignInFailed) as wrong:
+            service.sign_in("therapist", "wrong-password!")
+    assert str(unknown.value) == str(wrong.value) == SIGN_IN_FAILED
+    with pytest.raises(SignInFailed):  # locked now, even with the right password
+        service.sign_in("therapist", PASSWORD)
+    actions = list(service.audit_events(SUPERVISOR)["action"])
+    assert actions.count("failed_login") == 7 and actions.count("lockout") == 1
+    service.enable_user(ADMIN, "therapist")
+    assert service.sign_in("therapist", PASSWORD) == THERAPIST
+
+
+def test_user_commands_are_audited(service):
+    service.add_user(ADMIN, "newbie", "therapist", "long-enough-pw")
+    service.set_role(ADMIN, "newbie", "data_staff")
+    service.reset_password(ADMIN, "newbie", "another-long-pw")
+    service.disable_user(ADMIN, "newbie")
+    with pytest.raises(SignInFailed):
+        service.sign_in("newbie", "another-long-pw")
+    events = service.audit_events(SUPERVISOR)
+    changes = events[events["action"] == "user_change"]
+    assert "password" not in " ".join(changes["after"]).replace('"password":"reset"', "")
+    assert len(changes) >= 4 + 4  # four fixture users plus four changes
+    with pytest.raises(ValueError, match="at least 10"):
+        service.add_user(ADMIN, "short", "therapist", "short")
+
+
+# ---------------------------------------------------------------- permissions
+
+
+def _attempt(service, actor: Actor, action: Action, episode: str, rec_id: int):
+    calls = {
+        Action.VIEW_PATIENTS: lambda: service.find_episodes(actor),
+        Action.ENTER_INTAKE: lambda: service.save_intake(actor, {"episode_id": "X"}),
+        Action.RECOMMEND: lambda: service.recommend(actor, episode),
+        Action.TUNE: lambda: service.tune(actor, episode, Plan(0, "none", 2, 3, 30, 8)),
+        Action.ACCEPT: lambda: service.accept(actor, rec_id, Plan(0, "none", 2, 3, 30, 8)),
+        Action.RECORD_FOLLOWUP: lambda: service.record_followup(actor, episode, {"followup_pain_score": 3}),
+        Action.IMPORT: lambda: service.import_file(actor, b"x", "f.csv"),
+        Action.TRAIN: lambda: service.train(actor),
+        Action.EVALUATE: lambda: service.require(actor, Action.EVALUATE),
+        Action.REQUEST_PROMOTION: lambda: service.require(actor, Action.REQUEST_PROMOTION),
+        Action.ROLLBACK: lambda: service.rollback(actor),
+        Action.EXPORT_TRAINING: lambda: service.export_training(actor, "/nonexistent/x.csv"),
+        Action.VIEW_MODELS: lambda: service.model_versions(actor),
+        Action.VIEW_AUDIT: lambda: service.verify_audit(actor),
+        Action.EXPORT_AUDIT: lambda: service.export_audit(actor, "/nonexistent/x.csv"),
+        Action.PROMOTE: lambda: service.require(actor, Action.PROMOTE),
+        Action.FORCE_PROMOTE: lambda: service.promote(actor, 1, force=True, reason="r"),
+        Action.MANAGE_USERS: lambda: service.list_users(actor),
+    }
+    return calls[action]()
+
+
+def test_every_role_is_denied_every_action_outside_it(sqlite_service, trained):
+    service = sqlite_service
+    episode = _new_episode(service, trained["cohort"])
+    rec_id, _ = service.recommend(THERAPIST, episode)
+    denials = 0
+    for role in Role:
+        actor = Actor(role.value, role.value)
+        for action in Action:
+            if action in ROLE_ACTIONS[role]:
+                continue
+            with pytest.raises(PermissionDenied):
+                _attempt(service, actor, action, episode, rec_id)
+            denials += 1
+    events = service.audit_events(SUPERVISOR)
+    assert (events["action"] == "denied").sum() == denials
+    # e.g. a data-staff user cannot accept a plan, an admin cannot recommend
+    with pytest.raises(PermissionDenied, match="data staff may not accept"):
+        service.accept(DATA, rec_id, Plan(0, "none", 2, 3, 30, 8))
+
+
+# ---------------------------------------------------------------- clinical flow
+
+
+def test_recommend_accept_is_idempotent_and_override_needs_reason(service, trained):
+    episode = _new_episode(service, trained["cohort"], 1)
+    rec_id, rec = service.recommend(THERAPIST, episode)
+    first = service.accept(THERAPIST, rec_id, rec.best.plan)
+    assert service.accept(THERAPIST, rec_id, rec.best.plan) == first  # double click
+    other = Plan(0, "none", 1, 2, 30, 6)
+    with pytest.raises(InputRejected, match="reason code"):
+        service.accept(THERAPIST, rec_id, other, idempotency_key="second")
+    service.accept(THERAPIST, rec_id, other, reason_code="patient_preference", idempotency_key="second")
+    with service.db.read() as s:
+        assert s.execute(select(func.count(Decision.id))).scalar() == 2
+    actions = list(service.audit_events(SUPERVISOR)["action"])
+    assert actions.count("accept") == 1 and actions.count("override") == 1
+
+
+def test_contraindicated_plan_cannot_be_accepted(service, trained):
+    episode = _new_episode(service, trained["cohort"], 2, phlebitis="true")
+    rec_id, rec = service.recommend(THERAPIST, episode)
+    assert not any(p.plan.has_massage for p in rec.ranked())
+    massage = Plan(2, "gentle", 2, 3, 30, 8)
+    assert service.tune(THERAPIST, episode, massage).blocked_by == ("CI-PHLEBITIS",)
+    for role_actor in (THERAPIST,):
+        with pytest.raises(gate.GateViolation, match="CI-PHLEBITIS"):
+            service.accept(role_actor, rec_id, massage, reason_code="clinical_judgement",
+                           reason_text="insists", idempotency_key="k")
+    with service.db.read() as s:
+        assert s.execute(select(func.count(Decision.id))).scalar() == 0
+
+
+def test_intake_validation_names_field_and_value(service, trained):
+    bad = intake_dict(trained["cohort"], 0, episode_id="BAD-1", age="12", pain_region="elbow")
+    with pytest.raises(InputRejected) as exc:
+        service.save_intake(THERAPIST, bad)
+    found = {(e.column, e.value) for e in exc.value.errors}
+    assert found == {("age", "12"), ("pain_region", "elbow")}
+
+
+def test_import_is_all_or_nothing_and_export_round_trips(service, tmp_path):
+    from recommender.csv_io import read_episodes, to_csv_bytes
+    from recommender.simulator import simulate
+
+    cohort = simulate(200, seed=31)
+    bad = cohort.episodes.copy().astype(object)
+    bad.loc[7, "sex"] = "Q"
+    with pytest.raises(InputRejected) as exc:
+        service.import_file(DATA, to_csv_bytes(bad), "bad.csv")
+    assert [(e.row, e.column, e.value) for e in exc.value.errors] == [(9, "sex", "Q")]
+    assert service.training_frame().empty
+    service.import_file(DATA, to_csv_bytes(cohort.episodes), "good.csv")
+    with pytest.raises(InputRejected, match="already imported"):
+        service.import_file(DATA, to_csv_bytes(cohort.episodes), "again.csv")
+    out = tmp_path / "export.csv"
+    assert service.export_training(DATA, out) == 200
+    exported = read_episodes(out, "training")
+    assert exported.report.valid
+    original = read_episodes(to_csv_bytes(cohort.episodes), "training").frame
+    cols = ["episode_id", "age", "pain_region", "massage_intensity", "followup_pain_score"]
+    pd.testing.assert_frame_equal(exported.frame[cols].sort_values("episode_id").reset_index(drop=True),
+                                  original[cols].sort_values("episode_id").reset_index(drop=True))
+
+
+def test_followup_flows_back_into_training(service, trained):
+    episode = _new_episode(service, trained["cohort"], 3)
+    rec_id, rec = service.recommend(THERAPIST, episode)
+    service.accept(THERAPIST, rec_id, rec.best.plan)
+    with pytest.raises(InputRejected) as exc:
+        service.record_followup(THERAPIST, episode, {"followup_pain_score": 14})
+    assert exc.value.errors[0].column == "followup_pain_score"
+    service.record_followup(THERAPIST, episode, {"followup_pain_score": 2.5, "adherence": 0.9})
+    frame = service.training_frame()
+    row = frame[frame["episode_id"] == episode].iloc[0]
+    assert row["followup_pain_score"] == 2.5
+    assert row["massage_sessions_per_week"] == rec.best.plan.massage_sessions_per_week
+
+
+# ---------------------------------------------------------------- audit trail
+
+
+def _tamper(service, sql: str) -> None:
+    """What an attacker with database access could do: bypass the append-only triggers."""
+    with service.db.engine.connect() as conn:
+        if service.db.is_sqlite:
+            conn.exec_driver_sql("DROP TRIGGER IF EXISTS audit_events_no_update")
+            conn.exec_driver_sql("DROP TRIGGER IF EXISTS audit_events_no_delete")
+        else:
+            conn.exec_driver_sql("ALTER TABLE audit_events DISABLE TRIGGER USER")
+        conn.exec_driver_sql(sql)
+        conn.commit()
+
+
+def _populated(service, trained):
+    episode = _new_episode(service, trained["cohort"], 4)
+    rec_id, rec = service.recommend(THERAPIST, episode)
+    service.accept(THERAPIST, rec_id, rec.best.plan)
+    assert service.verify_audit(SUPERVISOR).ok
+    return service.audit_events(SUPERVISOR)
+
+
+def test_audit_is_append_only(service, trained):
+    _populated(service, trained)
+    for sql in ("UPDATE audit_events SET actor='x' WHERE seq=1", "DELETE FROM audit_events WHERE seq=1"):
+        with pytest.raises(Exception, match="append-only"):
+            with service.db.write() as s:
+                s.execute(text(sql))
+
+
+@pytest.mark.parametrize("case", ["edit", "delete", "insert", "truncate"])
+def test_tampering_is_detected_and_named(service, trained, case):
+    events = _populated(service, trained)
+    n = len(events)
+    target = n // 2
+    if case == "edit":
+        _tamper(service, f"UPDATE audit_events SET reason='nothing happened' WHERE seq={target}")
+    elif case == "delete":
+        _tamper(service, f"DELETE FROM audit_events WHERE seq={target}")
+    elif case == "insert":
+        row = events.iloc[target - 1]
+        _tamper(service, f"UPDATE audit_events SET seq = seq + 1000 WHERE seq > {target}")
+        _tamper(service, "INSERT INTO audit_events (seq, ts, actor, role, action, target, before, after, "
+                f"reason, prev_hash, hash) VALUES ({target + 1}, '{row['ts']}', 'mallory', 'admin', "
+                f"'login', 'x', 'null', 'null', '', '{row['hash']}', '{'ab' * 32}')")
+        _tamper(service, f"UPDATE audit_events SET seq = seq - 999 WHERE seq > 1000")
+    else:
+        _tamper(service, f"DELETE FROM audit_events WHERE seq >= {n - 1}")
+        _tamper(service, f"UPDATE audit_head SET seq = {n - 2}, hash = "
+                f"(SELECT hash FROM audit_events WHERE seq = {n - 2})")
+    result = service.verify_audit(SUPERVISOR)
+    assert not result.ok
+    expected = {"edit": target, "delete": target, "insert": target + 1, "truncate": n - 1}[case]
+    assert result.first_bad_seq == expected, str(result)
+    assert {"edit": "edited", "delete": "deleted", "insert": "inserted",
+            "truncate": "truncated"}[case] in result.problem
+
+
+def test_audit_export_is_formula_safe(service, trained, tmp_path):
+    with pytest.raises(SignInFailed):  # a failed sign-in records the typed name as the actor
+        service.sign_in("=HYPERLINK(1)", "whatever-password")
+    out = tmp_path / "audit.csv"
+    n = service.export_audit(SUPERVISOR, out)
+    content = out.read_text()
+    assert "'=HYPERLINK(1)" in content
+    assert n >= 5 and len(pd.read_csv(out)) == n
+
+
+# ---------------------------------------------------------------- concurrency and crashes
+
+
+def test_eight_writers_hundred_accepts_each(service, trained):
+    episode = _new_episode(service, trained["cohort"], 5)
+    rec_id, rec = service.recommend(THERAPIST, episode)
+    errors: list[BaseException] = []
+
+    def writer(k: int) -> None:
+        try:
+            for i in range(100):
+                service.accept(THERAPIST, rec_id, rec.best.plan, idempotency_key=f"w{k}-{i}")
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:3]
+    with service.db.read() as s:
+        assert s.execute(select(func.count(Decision.id))).scalar() == 800
+    result = service.verify_audit(SUPERVISOR)
+    assert result.ok, str(result)
+    assert (service.audit_events(SUPERVISOR)["action"] == "accept").sum() == 800
+
+
+CRASHING_WRITER = r"""
+import sys, time
+from recommender.audit import AuditTrail
+from recommender.db import Database
+from recommender.db.schema import Decision
+from recommender.service import ClinicService
+from recommender.accounts import Actor
+svc = ClinicService(Database(sys.argv[1]), AuditTrail(sys.argv[2], sys.argv[3]))
+with svc.db.write() as s:
+    for i in range(50):
+        s.add(Decision(episode_id=1, recommendation_id=1, accepted_plan={}, differences={},
+                       reason_text="", ruleset_version="x", idempotency_key=f"crash{i}",
+                       decided_by="therapist"))
+        svc._log(s, Actor("therapist", "therapist"), "accept", "episode:crash")
+    s.flush()
+    print("ready", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_kill_9_mid_transaction_leaves_no_partial_rows(sqlite_service, trained, tmp_path):
+    import subprocess
+    import sys
+
+    service = sqlite_service
+    episode = _new_episode(service, trained["cohort"], 6)
+    service.recommend(THERAPIST, episode)
+    before = service.audit_events(SUPERVISOR)
+    proc = subprocess.Popen([sys.executable, "-c", CRASHING_WRITER, service.db.url,
+                             str(service.audit.key_path), str(service.audit.head_path)],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    proc.kill()  # SIGKILL
+    proc.wait()
+    with service.db.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+    with service.db.read() as s:
+        assert s.execute(select(func.count(Decision.id))).scalar() == 0
+    assert len(service.audit_events(SUPERVISOR)) == len(before)
+    assert service.verify_audit(SUPERVISOR).ok
+    # and the database is writable again at once
+    rec_id, rec = service.recommend(THERAPIST, episode)
+    service.accept(THERAPIST, rec_id, rec.best.plan)
+
+
+# ---------------------------------------------------------------- registry
+
+
+def test_registry_promotion_gate_force_and_rollback(sqlite_service, trained, tmp_path):
+    from recommender.csv_io import to_csv_bytes
+    from recommender.simulator import simulate
+
+    service = sqlite_service
+    service.import_file(DATA, to_csv_bytes(simulate(1500, seed=41).episodes), "history.csv")
+    v2 = service.train(DATA, seed=1)
+    versions = service.model_versions(DATA)
+    assert list(versions["version"]) == [1, 2] and versions["current"].tolist() == [True, False]
+    assert versions.loc[1, "policy_value"] is not None
+    verdict = service.promote(DATA, v2)
+    assert verdict.violations == 0
+    current = service.current_version().version
+    assert current == (v2 if verdict.passed else 1)
+    with pytest.raises(PermissionDenied):
+        service.promote(DATA, v2, force=True, reason="x")
+    with pytest.raises(InputRejected, match="reason"):
+        service.promote(SUPERVISOR, v2, force=True)
+    if verdict.passed:
+        with pytest.raises(ValueError, match="already current"):
+            service.promote(SUPERVISOR, v2)
+        assert service.rollback(DATA, reason="clinicians reported odd plans") == 1
+    assert service.current_version().version == 1
+    service.promote(SUPERVISOR, v2, force=True, reason="validated on our own audit sample")
+    assert service.current_version().version == v2
+    assert service.rollback(SUPERVISOR, reason="back to the known model") == 1
+    assert service.current_version().version == 1
+    kinds = service.audit_events(SUPERVISOR)
+    assert (kinds["action"] == "promote").sum() >= 3 and (kinds["action"] == "rollback").sum() >= 1
+    # the registry hash is enforced on load: a tampered artifact is refused
+    path = service.current_version().artifact_path
+    service._model_cache.clear()
+    with open(path, "ab") as fh:
+        fh.write(b"tampered")
+    from recommender.artifacts import ArtifactError
+
+    with pytest.raises(ArtifactError):
+        service.current_model()
