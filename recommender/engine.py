@@ -441,7 +441,7 @@ class TreatmentRecommender:
                         f"{gains[c, i]:+.1f} points over the guideline's choice")
             blocked = [r for r in decisions[i].reasons if r.effect is not gate.Effect.AVOID_REGION]
             if blocked:
-                text += "; " + " ".join(r.message for r in blocked)
+                text += "; " + " ".join(r.message for r in blocked).rstrip(".")
             avoid = decisions[i].avoid_regions
             if avoid:
                 text += "; avoid " + ", ".join(a.replace("_", " ") for a in avoid)

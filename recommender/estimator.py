@@ -194,7 +194,8 @@ class PlanEffectRegressor(RegressorMixin, BaseEstimator):
         ridge = self.alpha_ * w.sum() * scale_diag
         factor = cho_factor(G + np.diag(ridge))
         self.coef_ = cho_solve(factor, b)
-        # Regularised Gram per unit weight: reused to debias policy-value estimates.
+        # Gram and penalty per unit weight: reused to debias policy-value estimates.
+        self.gram_, self.ridge_ = G / w.sum(), ridge / w.sum()
         self.gram_inv_ = cho_solve(factor, np.eye(len(b))) * w.sum()
 
         mu_oof = np.empty(n)

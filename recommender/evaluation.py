@@ -26,6 +26,7 @@ from .simulator import SimulatedCohort
 AGE_BANDS = (18, 40, 60, 75, 101)
 AGE_LABELS = ("18-39", "40-59", "60-74", "75+")
 Z95 = norm.ppf(0.975)  # for 95 % confidence intervals of policy values
+RIESZ_PENALTIES = (1.0, 3.0, 10.0, 30.0, 100.0, 1000.0)  # × the outcome model's own ridge
 
 
 def _observation_weights(model: TreatmentRecommender, episodes, Xp, plans, observed) -> np.ndarray:
@@ -53,9 +54,12 @@ class DoublyRobust:
         self.e = est.expected_plan_basis(self.Xp)
         self.Z = est._design(est._phi(self.plans) - self.e, self.psi)
         self.mu = self._mean(self.plans)
-        # The representer's Gram comes from training (same clinic, far more rows),
-        # regularised as the outcome model was: stable on small evaluation files.
-        self.G_inv = est.gram_inv_
+        # The representer's Gram comes from training (same clinic, far more rows); how
+        # strongly it is regularised is chosen on this file by cross-validating the
+        # Riesz loss E[α²] − 2·E[α(x, π(x))] (automatic debiasing).
+        self.G, self.R = est.gram_, est.ridge_
+        halves = np.random.default_rng(0).permutation(len(self.Z)) % 2 == 0
+        self.folds = (halves, ~halves)
 
     def _mean(self, plans: np.ndarray) -> np.ndarray:
         mean = self.model.estimator_.predict(np.hstack([self.Xp, plans]))
@@ -67,7 +71,7 @@ class DoublyRobust:
         n, share = len(plans), mask.mean()
         est = self.model.estimator_
         Zpi = est._design(est._phi(plans) - self.e, self.psi)
-        gamma = self.G_inv @ (Zpi[mask].sum(axis=0) / n) / share
+        gamma = self._representer(Zpi, mask)
         alpha = mask / share + self.Z @ gamma  # Riesz representer of E[μ(x, π(x)) | group]
         direct = self._mean(plans)
         infl = mask * direct / share + self.w * alpha * (self.y - self.mu)
@@ -75,6 +79,23 @@ class DoublyRobust:
         se = float(infl.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
         return {"estimate": value, "ci_low": value - Z95 * se, "ci_high": value + Z95 * se,
                 "direct": float(direct[mask].mean()), "n": int(mask.sum())}
+
+    def _target(self, Zpi: np.ndarray, mask: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        inside = mask & rows
+        return Zpi[inside].sum(axis=0) / max(rows.sum(), 1) / max(inside.sum() / max(rows.sum(), 1), 1e-12)
+
+    def _representer(self, Zpi: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        best, best_loss = RIESZ_PENALTIES[0], np.inf
+        for c in RIESZ_PENALTIES:
+            loss = 0.0
+            for fit_rows, test_rows in (self.folds, self.folds[::-1]):
+                gamma = np.linalg.solve(self.G + c * np.diag(self.R), self._target(Zpi, mask, fit_rows))
+                a = self.Z[test_rows] @ gamma
+                w = self.w[test_rows]
+                loss += np.sum(w * a**2) / len(a) - 2 * self._target(Zpi, mask, test_rows) @ gamma
+            if loss < best_loss:
+                best, best_loss = c, loss
+        return np.linalg.solve(self.G + best * np.diag(self.R), self._target(Zpi, mask, np.ones_like(mask)))
 
     def historical(self, mask: np.ndarray | None = None) -> dict[str, float]:
         """Follow-up-weighted mean of observed reductions (the therapists' own policy)."""

@@ -597,6 +597,35 @@ class ClinicService:
         return {"value": value["estimate"], "ci_low": value["ci_low"], "ci_high": value["ci_high"],
                 "violations": int(gate.violations(rows, plans).sum()), "rows": len(rows)}
 
+    def _holdout_rows(self, candidate: ModelVersion) -> pd.DataFrame:
+        held_codes = set(candidate.card.get("holdout", {}).get("episodes", []))
+        frame = self.training_frame()
+        if not held_codes or not len(frame):
+            return frame.iloc[0:0]
+        rows = read_episodes(to_csv_bytes(frame), Kind.TRAINING).valid_rows()
+        return rows[rows["episode_id"].isin(held_codes)].reset_index(drop=True)
+
+    def evaluate_version(self, actor: Actor, version: int) -> tuple[dict | None, pd.DataFrame]:
+        """Evaluation report on the version's held-out cohort, and per-episode predictions."""
+        self.require(actor, Action.EVALUATE, f"model:v{version}")
+        from .evaluation import evaluate
+        from .plans import encode_frame
+
+        with self.db.read() as s:
+            candidate = s.get(ModelVersion, version)
+            if candidate is None:
+                raise ValueError(f"no model version {version}")
+        rows = self._holdout_rows(candidate)
+        if len(rows) == 0 or rows["followup_pain_score"].notna().sum() < 10:
+            return None, pd.DataFrame()
+        model = self.load_version(candidate)
+        report = evaluate(model, rows)
+        preds = model.predict_paired(rows, encode_frame(rows))
+        observed = (rows["pain_score"] - rows["followup_pain_score"]).to_numpy(float)
+        frame = pd.DataFrame({"predicted": preds["mean"], "observed": observed,
+                              "covered": (observed >= preds["low"]) & (observed <= preds["high"])})
+        return report, frame[rows["followup_pain_score"].notna().to_numpy()]
+
     def promotion_verdict(self, version: int) -> PromotionVerdict:
         """The promotion gate: no gate violation on the held-out cohort, and a policy value not
         below the current model's confidence interval on that same cohort."""
@@ -605,10 +634,7 @@ class ClinicService:
             if candidate is None:
                 raise ValueError(f"no model version {version}")
             current = self._current(s)
-        held_codes = set(candidate.card.get("holdout", {}).get("episodes", []))
-        frame = self.training_frame()
-        rows = read_episodes(to_csv_bytes(frame), Kind.TRAINING).valid_rows() if len(frame) else frame
-        rows = rows[rows["episode_id"].isin(held_codes)].reset_index(drop=True) if len(rows) else rows
+        rows = self._holdout_rows(candidate)
         cand = self._evaluate_on(self.load_version(candidate), rows)
         if current is None or current.version == version:
             passed = cand["violations"] == 0

@@ -154,3 +154,35 @@ def intake_dict(cohort, i: int = 0, **changes) -> dict:
     out = {c: format_cell(row[c]) for c in INTAKE_COLUMNS if c in row.index}
     out.update(changes)
     return out
+
+
+@pytest.fixture(scope="session")
+def demo_dir(tmp_path_factory):
+    """A seeded demo clinic (small history, so the suite stays quick)."""
+    from recommender.demo import seed
+
+    folder = tmp_path_factory.mktemp("demo")
+    env = {"RECOMMENDER_DATA_DIR": str(folder / "data"), "RECOMMENDER_MODEL_DIR": str(folder / "models")}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        seed(episodes=1500)
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return folder
+
+
+@pytest.fixture
+def demo_env(demo_dir, monkeypatch):
+    monkeypatch.setenv("RECOMMENDER_DATA_DIR", str(demo_dir / "data"))
+    monkeypatch.setenv("RECOMMENDER_MODEL_DIR", str(demo_dir / "models"))
+    monkeypatch.delenv("RECOMMENDER_DATABASE_URL", raising=False)
+    from recommender import ui
+
+    ui.service.clear()
+    yield demo_dir
+    ui.service.clear()

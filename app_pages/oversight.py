@@ -1,0 +1,27 @@
+"""Supervisor: overrides and contraindication blocks by therapist and over time; follow-up."""
+
+import streamlit as st
+
+from recommender.reports import override_stats, weekly
+from recommender.ui import actor, service
+
+svc, me = service(), actor()
+st.title("Oversight")
+decisions = svc.decisions_frame(me)
+if decisions.empty:
+    st.info("No decisions recorded yet.")
+    st.stop()
+stats = override_stats(decisions)
+c1, c2, c3 = st.columns(3)
+c1.metric("Decisions", len(decisions))
+c2.metric("Departed from the recommendation", f"{decisions['overridden'].mean():.0%}")
+c3.metric("Followed up", f"{decisions['followed_up'].mean():.0%}")
+st.subheader("By therapist")
+st.dataframe(stats, hide_index=True, key="ov_stats")
+st.bar_chart(stats.set_index("therapist")[["overrides", "massage_blocked"]], key="ov_bar")
+st.subheader("Over time")
+st.line_chart(weekly(decisions).set_index("week"), key="ov_line")
+st.subheader("Decisions that departed from the recommendation")
+st.dataframe(decisions[decisions["overridden"]][["decided_at", "therapist", "episode_id", "reason_code",
+                                                 "reason_text", "differences"]],
+             hide_index=True, key="ov_departed")

@@ -1,0 +1,36 @@
+"""The printable patient handout: what, how often, how long — in plain language."""
+
+from __future__ import annotations
+
+from .gate import Effect, GateDecision
+from .plans import Plan
+
+_INTENSITY_WORDS = {"gentle": "gentle", "moderate": "moderate", "firm": "firm"}
+
+
+def handout_markdown(patient_id: str, plan: Plan, decision: GateDecision) -> str:
+    lines = [f"# Your treatment plan", "", f"Patient: {patient_id}", "",
+             f"**For the next {plan.programme_weeks} weeks:**", ""]
+    minutes = plan.session_minutes
+    if plan.has_massage:
+        lines.append(f"- **Pain massage**: {plan.massage_sessions_per_week} time(s) a week, "
+                     f"{_INTENSITY_WORDS[plan.massage_intensity]} pressure, about {minutes} minutes, "
+                     "at the clinic.")
+    if plan.muscle_training_sessions_per_week:
+        lines.append(f"- **Muscle training with your therapist**: "
+                     f"{plan.muscle_training_sessions_per_week} time(s) a week, about {minutes} minutes.")
+    if plan.exercise_days_per_week:
+        lines.append(f"- **Your own exercises at home**: {plan.exercise_days_per_week} day(s) a week, "
+                     f"about {minutes} minutes each day.")
+    if not (plan.has_massage or plan.muscle_training_sessions_per_week or plan.exercise_days_per_week):
+        lines.append("- Rest and review with your therapist.")
+    avoid = [r for r in decision.reasons if r.effect is Effect.AVOID_REGION]
+    if not decision.massage_allowed:
+        lines += ["", "Massage is not part of your plan for safety reasons your therapist has "
+                      "explained."]
+    if avoid:
+        lines += ["", "Please do not massage or press on: "
+                  + ", ".join(r.region.replace("_", " ") for r in avoid) + "."]
+    lines += ["", "**Treatment should not hurt much.** Tell your therapist if anything is "
+              "uncomfortable, painful or worrying — the plan will be adjusted.", ""]
+    return "\n".join(lines)

@@ -1,0 +1,58 @@
+"""Supervisor statistics: overrides, contraindication blocks, follow-up, and audit filters."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+
+
+def override_stats(decisions: pd.DataFrame) -> pd.DataFrame:
+    """Per therapist: decisions, overrides, override rate, massage blocks, follow-up rate."""
+    if decisions.empty:
+        return pd.DataFrame(columns=["therapist", "decisions", "overrides", "override_rate",
+                                     "massage_blocked", "followup_rate"])
+    g = decisions.groupby("therapist")
+    out = pd.DataFrame({
+        "decisions": g.size(),
+        "overrides": g["overridden"].sum(),
+        "massage_blocked": g["massage_blocked"].sum(),
+        "followed_up": g["followed_up"].sum(),
+    })
+    out["override_rate"] = out["overrides"] / out["decisions"]
+    out["followup_rate"] = out["followed_up"] / out["decisions"]
+    return out.drop(columns=["followed_up"]).reset_index()
+
+
+def weekly(decisions: pd.DataFrame) -> pd.DataFrame:
+    """Decisions, overrides and blocks per ISO week (for charts over time)."""
+    if decisions.empty:
+        return pd.DataFrame(columns=["week", "decisions", "overrides", "massage_blocked"])
+    frame = decisions.assign(week=pd.to_datetime(decisions["decided_at"], utc=True)
+                             .dt.tz_localize(None).dt.to_period("W").dt.start_time)
+    g = frame.groupby("week")
+    return pd.DataFrame({"decisions": g.size(), "overrides": g["overridden"].sum(),
+                         "massage_blocked": g["massage_blocked"].sum()}).reset_index()
+
+
+def filter_events(events: pd.DataFrame, start: dt.date | None = None, end: dt.date | None = None,
+                  users: list[str] | None = None, actions: list[str] | None = None,
+                  patient: str = "") -> pd.DataFrame:
+    """The audit log narrowed by date range, users, actions and a patient/episode text."""
+    out = events
+    if len(out) == 0:
+        return out
+    ts = pd.to_datetime(out["ts"], utc=True)
+    if start is not None:
+        out, ts = out[ts.dt.date >= start], ts[ts.dt.date >= start]
+    if end is not None:
+        out, ts = out[ts.dt.date <= end], ts[ts.dt.date <= end]
+    if users:
+        out = out[out["actor"].isin(users)]
+    if actions:
+        out = out[out["action"].isin(actions)]
+    if patient:
+        hit = (out["target"].str.contains(patient, case=False, regex=False)
+               | out["after"].str.contains(patient, case=False, regex=False))
+        out = out[hit]
+    return out
