@@ -105,6 +105,7 @@ class ClinicService:
         self.audit = audit or AuditTrail()
         self.model_dir = Path(model_dir) if model_dir else model_dir_default()
         self._model_cache: dict[int, TreatmentRecommender] = {}
+        self._evaluation_cache: dict[int, tuple[dict | None, pd.DataFrame]] = {}
 
     # ------------------------------------------------------------------ plumbing
 
@@ -608,6 +609,11 @@ class ClinicService:
     def evaluate_version(self, actor: Actor, version: int) -> tuple[dict | None, pd.DataFrame]:
         """Evaluation report on the version's held-out cohort, and per-episode predictions."""
         self.require(actor, Action.EVALUATE, f"model:v{version}")
+        if version not in self._evaluation_cache:  # a version and its held-out cohort never change
+            self._evaluation_cache[version] = self._evaluate_version(version)
+        return self._evaluation_cache[version]
+
+    def _evaluate_version(self, version: int) -> tuple[dict | None, pd.DataFrame]:
         from .evaluation import evaluate
         from .plans import encode_frame
 
