@@ -25,7 +25,8 @@ PAGES = {
 
 
 def first_start() -> None:
-    if not demo.needs_seeding():
+    if st.session_state.get("seeded") or not demo.needs_seeding():
+        st.session_state["seeded"] = True
         return
     st.title("Setting up the demo clinic")
     bar = st.progress(0.0, text="starting")

@@ -50,9 +50,21 @@ else:
     st.markdown("**Subgroups**")
     st.dataframe(pd.DataFrame(report["subgroups"]), hide_index=True, key="subgroups")
 
-st.subheader("Promotion")
+st.subheader("Compare and promote")
 current = versions[versions["current"]]
 st.write(f"Current model: v{int(current['version'].iloc[0])}" if len(current) else "No current model.")
+if st.button(f"Compare v{version} with the current model", key="compare"):
+    try:
+        verdict = svc.compare_with_current(me, int(version))
+        rows = [{"model": f"v{version} (candidate)", "policy value": verdict.candidate_value,
+                 "95% CI": verdict.candidate_ci}]
+        if verdict.current_value is not None:
+            rows.append({"model": "current", "policy value": verdict.current_value,
+                         "95% CI": verdict.current_ci})
+        st.table(rows)
+        (st.success if verdict.passed else st.warning)(f"Promotion gate would say: {verdict.message}")
+    except Exception as exc:  # noqa: BLE001
+        show_refusal(exc)
 c1, c2 = st.columns(2)
 if c1.button(f"Request promotion of v{version}", key="promote"):
     try:

@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from recommender.csv_io import to_csv_bytes
 from recommender.reports import override_stats, weekly
 from recommender.ui import actor, service
 
@@ -22,6 +23,8 @@ st.bar_chart(stats.set_index("therapist")[["overrides", "massage_blocked"]], key
 st.subheader("Over time")
 st.line_chart(weekly(decisions).set_index("week"), key="ov_line")
 st.subheader("Decisions that departed from the recommendation")
-st.dataframe(decisions[decisions["overridden"]][["decided_at", "therapist", "episode_id", "reason_code",
-                                                 "reason_text", "differences"]],
-             hide_index=True, key="ov_departed")
+departed = decisions[decisions["overridden"]][["decided_at", "therapist", "episode_id", "reason_code",
+                                               "reason_text", "differences"]]
+st.dataframe(departed, hide_index=True, key="ov_departed")
+st.download_button("Download all decisions (CSV)", to_csv_bytes(decisions), "decisions.csv",
+                   mime="text/csv", key="ov_csv")

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from recommender.fhir_export import care_plan_json
-from recommender.handout import handout_markdown
+from recommender.handout import handout_html, handout_markdown
 from recommender.plan_form import (
     INTAKE_FIELDS,
     build_plan,
@@ -149,7 +149,7 @@ if changed:
     note = st.text_input("Note", key=f"note-{k}")
 if st.button("Accept plan", type="primary", key=f"accept-{k}"):
     try:
-        decision = svc.accept_once(me, rec_id, plan, reason_code=reason_code, reason_text=note,
+        decision = svc.accept(me, rec_id, plan, reason_code=reason_code, reason_text=note,
                                    idempotency_key=f"rec{rec_id}:{plan.as_dict()}")
         st.session_state.setdefault("accepted", {})[episode] = (decision, plan)
     except Exception as exc:  # noqa: BLE001 - every refusal is shown, nothing half-stored
@@ -164,7 +164,8 @@ if accepted:
     with st.expander("Patient handout", expanded=True):
         st.markdown(handout)
     d1, d2 = st.columns(2)
-    d1.download_button("Download handout", handout, file_name=f"plan-{episode}.md", key="dl-handout")
+    d1.download_button("Printable handout", handout_html(record["patient_id"], accepted_plan, rec.gate),
+                       file_name=f"plan-{episode}.html", mime="text/html", key="dl-handout")
     d2.download_button("Download FHIR CarePlan", care_plan_json(episode, record["patient_id"],
                                                                 accepted_plan, rec.gate),
                        file_name=f"careplan-{episode}.json", mime="application/fhir+json",

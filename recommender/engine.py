@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from threadpoolctl import ThreadpoolController
+from sklearn.base import BaseEstimator
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
 from . import gate
@@ -106,8 +107,12 @@ class TrainingSummary:
     notes: list[str] = field(default_factory=list)
 
 
-class TreatmentRecommender:
+class TreatmentRecommender(BaseEstimator):
     """Learn plan outcomes from contract training rows; recommend gated plans.
+
+    Follows scikit-learn's conventions (``fit`` returns self, learned attributes end
+    in ``_``) but takes contract frames, not arrays: the array-level estimator is
+    :class:`PlanEffectRegressor`.
 
     Parameters
     ----------
@@ -130,10 +135,6 @@ class TreatmentRecommender:
         self.coverage = coverage
         self.n_alternatives = n_alternatives
         self.random_state = random_state
-
-    def get_params(self) -> dict[str, object]:
-        return {k: getattr(self, k) for k in
-                ("caution", "switch_z", "coverage", "n_alternatives", "random_state")}
 
     # ------------------------------------------------------------------ fit
 

@@ -34,3 +34,26 @@ def handout_markdown(patient_id: str, plan: Plan, decision: GateDecision) -> str
     lines += ["", "**Treatment should not hurt much.** Tell your therapist if anything is "
               "uncomfortable, painful or worrying — the plan will be adjusted.", ""]
     return "\n".join(lines)
+
+
+def handout_html(patient_id: str, plan: Plan, decision: GateDecision) -> str:
+    """The same handout as a self-contained, print-ready HTML page (opens the print dialog)."""
+    import html
+
+    body = []
+    for line in handout_markdown(patient_id, plan, decision).splitlines():
+        text = html.escape(line.lstrip("#- ").strip())
+        text = text.replace("**", "")  # emphasis is carried by the tags below
+        if line.startswith("# "):
+            body.append(f"<h1>{text}</h1>")
+        elif line.startswith("- "):
+            body.append(f"<li>{text}</li>")
+        elif line.startswith("**"):
+            body.append(f"<p><strong>{text}</strong></p>")
+        elif text:
+            body.append(f"<p>{text}</p>")
+    return ("<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Your treatment plan"
+            "</title><style>body{font:16px/1.5 sans-serif;max-width:40em;margin:2em auto}"
+            "li{margin:.4em 0}@media print{body{margin:0}}</style></head>"
+            "<body onload='window.print()'><ul>" + "".join(body).replace("<h1>", "</ul><h1>", 1)
+            .replace("</h1>", "</h1><ul>", 1) + "</ul></body></html>")

@@ -50,7 +50,7 @@ from .db.schema import (
 from .engine import Recommendation, TreatmentRecommender
 from .permissions import Action, PermissionDenied, Role, allowed
 from .plans import Plan
-from .validation import RowError
+from .validation import RowError, parse_column
 
 OVERRIDE_REASONS = {
     "patient_preference": "Patient preference",
@@ -363,12 +363,22 @@ class ClinicService:
 
     def accept(self, actor: Actor, recommendation_id: int, plan: Plan, reason_code: str | None = None,
                reason_text: str = "", idempotency_key: str | None = None) -> int:
-        """Record the plan a therapist accepted; idempotent per key (a double click stores one).
+        """Record the plan a therapist accepted; returns the decision id.
 
-        The gate is checked again here: no role or path can store a contraindicated plan.
+        Idempotent per key (default: one decision per recommendation), so a double click —
+        even two concurrent requests — stores one decision.  The gate is checked again here:
+        no role or path can store a contraindicated plan.
         """
         self.require(actor, Action.ACCEPT, f"recommendation:{recommendation_id}")
         key = idempotency_key or f"recommendation:{recommendation_id}"
+        try:
+            return self._accept(actor, recommendation_id, plan, reason_code, reason_text, key)
+        except _AlreadyDecided:  # a concurrent request with the same key stored it first
+            with self.db.read() as s:
+                return s.execute(select(Decision.id).where(Decision.idempotency_key == key)).scalar_one()
+
+    def _accept(self, actor: Actor, recommendation_id: int, plan: Plan, reason_code: str | None,
+                reason_text: str, key: str) -> int:
         with self.db.read() as s:
             existing = s.execute(select(Decision).where(Decision.idempotency_key == key)).scalar_one_or_none()
             if existing is not None:
@@ -406,14 +416,6 @@ class ClinicService:
                           f": {reason_text.strip()}" if reason_text.strip() else "")) if diff else "")
             return decision.id
 
-    def accept_once(self, actor: Actor, recommendation_id: int, plan: Plan, **kwargs) -> int:
-        """:meth:`accept`, returning the existing decision if a concurrent call stored it first."""
-        try:
-            return self.accept(actor, recommendation_id, plan, **kwargs)
-        except _AlreadyDecided as exc:
-            with self.db.read() as s:
-                return s.execute(select(Decision.id).where(Decision.idempotency_key == exc.key)).scalar_one()
-
     # ------------------------------------------------------------------ follow-up
 
     def record_followup(self, actor: Actor, episode_code: str, outcome: dict,
@@ -426,8 +428,6 @@ class ClinicService:
         if not lost_to_followup and outcome.get("followup_pain_score") is None:
             raise InputRejected("a follow-up pain score is required unless the patient was lost")
         errors = []
-        from .validation import parse_column
-
         for name, value in outcome.items():
             raw = pd.Series(["" if value is None else str(format_cell(value))])
             _, errs = parse_column(raw, columns[name])
@@ -456,12 +456,13 @@ class ClinicService:
                     kind: str = "training") -> tuple[int, EpisodeFile]:
         """Import a contract file, all rows or none; returns (import id, parsed file)."""
         self.require(actor, Action.IMPORT, f"file:{file_name}")
+        digest = hashlib.sha256(data).hexdigest()
         parsed = read_episodes(data, kind)
         if not parsed.report.valid:
+            self._record_rejected_import(actor, file_name, digest, kind, parsed)
             raise InputRejected(f"{file_name}: {len(parsed.report.bad_rows)} invalid row(s); "
                                 "nothing was imported", parsed.report.errors)
         frame = parsed.frame
-        digest = hashlib.sha256(data).hexdigest()
         with self._tx() as s:
             codes = set(frame["episode_id"])
             clash = set(s.execute(select(Episode.episode_code).where(Episode.episode_code.in_(codes))
@@ -480,6 +481,20 @@ class ClinicService:
             self._log(s, actor, "import", f"file:{file_name}", None,
                       {"import_id": imp.id, "sha256": digest, "rows": len(frame), "kind": kind})
             return imp.id, parsed
+
+    def _record_rejected_import(self, actor: Actor, file_name: str, digest: str, kind: str,
+                                parsed: EpisodeFile) -> None:
+        """A refused file is still recorded (no episode rows): who tried what, and why not."""
+        bad = len(parsed.report.bad_rows)
+        with self._tx() as s:
+            imp = DataImport(file_name=file_name[:255], file_sha256=digest, kind=kind, rows_accepted=0,
+                             rows_rejected=bad, imported_by=actor.username)
+            s.add(imp)
+            s.flush()
+            self._log(s, actor, "import", f"file:{file_name}", None,
+                      {"import_id": imp.id, "sha256": digest, "rows": parsed.report.n_rows,
+                       "rejected_rows": bad, "kind": kind},
+                      reason=f"refused: {len(parsed.report.errors)} invalid value(s) in {bad} row(s)")
 
     def _bulk_insert(self, s, frame: pd.DataFrame, kind: str, import_id: int, actor: Actor) -> None:
         patients = {p.patient_code: p.id for p in s.execute(
@@ -631,6 +646,11 @@ class ClinicService:
         frame = pd.DataFrame({"predicted": preds["mean"], "observed": observed,
                               "covered": (observed >= preds["low"]) & (observed <= preds["high"])})
         return report, frame[rows["followup_pain_score"].notna().to_numpy()]
+
+    def compare_with_current(self, actor: Actor, version: int) -> PromotionVerdict:
+        """What the promotion gate would say now, without promoting."""
+        self.require(actor, Action.EVALUATE, f"model:v{version}")
+        return self.promotion_verdict(version)
 
     def promotion_verdict(self, version: int) -> PromotionVerdict:
         """The promotion gate: no gate violation on the held-out cohort, and a policy value not

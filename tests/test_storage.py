@@ -187,6 +187,8 @@ def test_import_is_all_or_nothing_and_export_round_trips(service, tmp_path):
         service.import_file(DATA, to_csv_bytes(bad), "bad.csv")
     assert [(e.row, e.column, e.value) for e in exc.value.errors] == [(9, "sex", "Q")]
     assert service.training_frame().empty
+    refused = service.audit_events(SUPERVISOR).iloc[-1]
+    assert refused["action"] == "import" and refused["reason"].startswith("refused")
     service.import_file(DATA, to_csv_bytes(cohort.episodes), "good.csv")
     with pytest.raises(InputRejected, match="already imported"):
         service.import_file(DATA, to_csv_bytes(cohort.episodes), "again.csv")
@@ -321,7 +323,8 @@ from recommender.accounts import Actor
 svc = ClinicService(Database(sys.argv[1]), AuditTrail(sys.argv[2], sys.argv[3]))
 with svc.db.write() as s:
     for i in range(50):
-        s.add(Decision(episode_id=1, recommendation_id=1, accepted_plan={}, differences={},
+        s.add(Decision(episode_id=int(sys.argv[4]), recommendation_id=int(sys.argv[5]),
+                       accepted_plan={}, differences={},
                        reason_text="", ruleset_version="x", idempotency_key=f"crash{i}",
                        decided_by="therapist"))
         svc._log(s, Actor("therapist", "therapist"), "accept", "episode:crash")
@@ -331,22 +334,26 @@ with svc.db.write() as s:
 """
 
 
-def test_kill_9_mid_transaction_leaves_no_partial_rows(sqlite_service, trained, tmp_path):
+def test_kill_9_mid_transaction_leaves_no_partial_rows(service, trained, tmp_path):
     import subprocess
     import sys
 
-    service = sqlite_service
     episode = _new_episode(service, trained["cohort"], 6)
-    service.recommend(THERAPIST, episode)
+    rec_id, _ = service.recommend(THERAPIST, episode)
+    with service.db.read() as s:
+        episode_pk = s.execute(text("SELECT episode_id FROM recommendations WHERE id = :i"),
+                               {"i": rec_id}).scalar()
     before = service.audit_events(SUPERVISOR)
     proc = subprocess.Popen([sys.executable, "-c", CRASHING_WRITER, service.db.url,
-                             str(service.audit.key_path), str(service.audit.head_path)],
+                             str(service.audit.key_path), str(service.audit.head_path),
+                             str(episode_pk), str(rec_id)],
                             stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "ready"
     proc.kill()  # SIGKILL
     proc.wait()
-    with service.db.engine.connect() as conn:
-        assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+    if service.db.is_sqlite:
+        with service.db.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
     with service.db.read() as s:
         assert s.execute(select(func.count(Decision.id))).scalar() == 0
     assert len(service.audit_events(SUPERVISOR)) == len(before)
@@ -389,7 +396,9 @@ def test_registry_promotion_gate_force_and_rollback(sqlite_service, trained, tmp
     kinds = service.audit_events(SUPERVISOR)
     assert (kinds["action"] == "promote").sum() >= 3 and (kinds["action"] == "rollback").sum() >= 1
     # the registry hash is enforced on load: a tampered artifact is refused
+    service.promote(SUPERVISOR, v2, force=True, reason="tamper check on our own copy")
     path = service.current_version().artifact_path
+    assert str(tmp_path) in path  # never touch the shared fixture model
     service._model_cache.clear()
     with open(path, "ab") as fh:
         fh.write(b"tampered")
@@ -397,3 +406,18 @@ def test_registry_promotion_gate_force_and_rollback(sqlite_service, trained, tmp
 
     with pytest.raises(ArtifactError):
         service.current_model()
+
+
+def test_concurrent_double_click_stores_one_decision(service, trained):
+    episode = _new_episode(service, trained["cohort"], 7)
+    rec_id, rec = service.recommend(THERAPIST, episode)
+    results: list[int] = []
+    threads = [threading.Thread(target=lambda: results.append(
+        service.accept(THERAPIST, rec_id, rec.best.plan))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 4 and len(set(results)) == 1
+    with service.db.read() as s:
+        assert s.execute(select(func.count(Decision.id))).scalar() == 1

@@ -1,0 +1,122 @@
+"""The logic behind the pages: plan controls and locks, handout, FHIR export, reports, idle timeout."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pandas as pd
+import pytest
+from hypothesis import given
+
+from recommender import gate
+from recommender.fhir_export import care_plan, care_plan_json
+from recommender.handout import handout_html, handout_markdown
+from recommender.plan_form import build_plan, differs, form_to_intake, plan_controls
+from recommender.plans import Plan
+from recommender.reports import filter_events, override_stats, weekly
+from recommender.ui import is_idle
+
+from .strategies import intakes, massage_is_contraindicated
+
+CLEAN = {"pain_region": "hand_wrist", "heart_condition": False, "infectious_disease": False,
+         "phlebitis": False, "inflamed_skin_regions": frozenset({"knee"}), "infected_regions": frozenset()}
+PLAN = Plan(4, "gentle", 2, 3, 30, 8)
+
+
+@given(intakes())
+def test_every_selectable_control_value_is_allowed(intake):
+    """Property: whatever a therapist selects in the tuning controls passes the gate."""
+    decision = gate.evaluate(intake)
+    controls = plan_controls(decision)
+    for sessions in controls.massage_sessions:
+        for intensity in controls.intensities:
+            plan = build_plan(sessions, intensity, 2, 3, 30, 8)
+            assert not massage_is_contraindicated(intake, plan)
+    assert bool(controls.locked_reason) == any(
+        r.effect is not gate.Effect.AVOID_REGION for r in decision.reasons)
+
+
+def test_controls_lock_massage_with_reason():
+    controls = plan_controls(gate.evaluate({**CLEAN, "phlebitis": True}))
+    assert controls.massage_sessions == (0,) and controls.intensities == ("none",)
+    assert "phlebitis" in controls.locked_reason
+    anticoag = plan_controls(gate.evaluate({**CLEAN, "anticoagulant_therapy": True}))
+    assert "firm" not in anticoag.intensities and "anticoagulants" in anticoag.locked_reason
+
+
+def test_build_plan_and_differences():
+    assert build_plan(0, "firm", 1, 2, 30, 8) == Plan(0, "none", 1, 2, 30, 8)
+    assert differs(PLAN, build_plan(4, "gentle", 3, 3, 30, 8)) == ["muscle_training_sessions_per_week"]
+    assert form_to_intake({"phlebitis": True, "infected_regions": ["neck", "hip"], "bmi": None}) == {
+        "phlebitis": "true", "infected_regions": "hip;neck", "bmi": ""}
+
+
+def test_handout_is_plain_and_safe():
+    decision = gate.evaluate(CLEAN)
+    text = handout_markdown("P1", PLAN, decision)
+    assert "4 time(s) a week" in text and "gentle pressure" in text and "8 weeks" in text
+    assert "Tell your therapist if anything is uncomfortable" in text
+    assert "knee" in text  # region to avoid
+    blocked = handout_markdown("P1", Plan(0, "none", 2, 3, 30, 8), gate.evaluate({**CLEAN, "phlebitis": True}))
+    assert "Massage is not part of your plan" in blocked and "Pain massage" not in blocked
+    page = handout_html("<script>", PLAN, decision)
+    assert "<script>" not in page and "&lt;script&gt;" in page and "window.print()" in page
+
+
+def test_fhir_care_plan_is_valid_and_matches_plan():
+    decision = gate.evaluate(CLEAN)
+    resource = care_plan("E-1", "P-1", PLAN, decision, created=dt.date(2026, 1, 5))
+    assert resource.status == "active" and resource.intent == "plan"
+    assert len(resource.activity) == 3
+    timing = resource.activity[0].detail.scheduledTiming.repeat
+    assert (timing.frequency, timing.periodUnit, timing.duration) == (4, "wk", 30)
+    data = json.loads(care_plan_json("E-1", "P-1", Plan(0, "none", 0, 5, 20, 4), decision))
+    assert [a["detail"]["description"] for a in data["activity"]] == ["Own therapeutic exercise at home"]
+    assert data["subject"]["reference"] == "Patient/P-1"
+
+
+def test_fhir_validation_rejects_a_malformed_care_plan():
+    """The library validates structure: a wrong type in a field is refused."""
+    from fhir.resources.R4B.careplan import CarePlan
+    from pydantic import ValidationError
+
+    good = json.loads(care_plan_json("E-1", "P-1", PLAN, gate.evaluate(CLEAN)))
+    bad = {**good, "activity": [{"detail": {"status": "scheduled", "scheduledTiming":
+                                            {"repeat": {"frequency": "twice"}}}}]}
+    with pytest.raises(ValidationError):
+        CarePlan.model_validate(bad)
+
+
+def _decisions() -> pd.DataFrame:
+    return pd.DataFrame({
+        "therapist": ["ann", "ann", "bob"], "overridden": [True, False, False],
+        "massage_blocked": [False, True, False], "followed_up": [True, False, True],
+        "decided_at": ["2026-01-05T10:00:00+00:00", "2026-01-13T10:00:00+00:00",
+                       "2026-01-14T10:00:00+00:00"],
+    })
+
+
+def test_override_and_weekly_stats():
+    stats = override_stats(_decisions()).set_index("therapist")
+    assert stats.loc["ann", "override_rate"] == 0.5 and stats.loc["bob", "followup_rate"] == 1.0
+    assert stats.loc["ann", "massage_blocked"] == 1
+    weeks = weekly(_decisions())
+    assert list(weeks["decisions"]) == [1, 2]
+
+
+def test_audit_filters():
+    events = pd.DataFrame({
+        "seq": [1, 2, 3], "ts": ["2026-01-01T09:00:00+00:00", "2026-01-02T09:00:00+00:00",
+                                 "2026-01-03T09:00:00+00:00"],
+        "actor": ["ann", "bob", "ann"], "action": ["login", "accept", "accept"],
+        "target": ["user:ann", "episode:E-7", "episode:E-9"], "after": ["{}", "{}", "{}"],
+    })
+    assert list(filter_events(events, users=["ann"], actions=["accept"])["seq"]) == [3]
+    assert list(filter_events(events, start=dt.date(2026, 1, 2), end=dt.date(2026, 1, 2))["seq"]) == [2]
+    assert list(filter_events(events, patient="e-7")["seq"]) == [2]
+
+
+def test_idle_rule():
+    assert is_idle(0.0, 1000.0, 900.0) and not is_idle(500.0, 1000.0, 900.0)
+    assert not is_idle(None, 1000.0, 900.0)
