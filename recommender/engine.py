@@ -323,7 +323,8 @@ class TreatmentRecommender(BaseEstimator):
         fallback = (best == guide) | (gain <= self.switch_z * gain_sd) | ~has_candidate
         best = np.where(fallback, guide, best)
 
-        ranked_score = np.where(allowed, score, -np.inf)
+        # alternatives: supported plans first; limited-evidence ones only if too few are supported
+        ranked_score = np.where(allowed, score - 1e6 * ~candidates, -np.inf)
         ranked_score[rows, best] = np.inf
         k = 1 + self.n_alternatives
         order = np.argsort(-ranked_score, axis=1)[:, :k]

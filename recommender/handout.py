@@ -9,7 +9,7 @@ _INTENSITY_WORDS = {"gentle": "gentle", "moderate": "moderate", "firm": "firm"}
 
 
 def handout_markdown(patient_id: str, plan: Plan, decision: GateDecision) -> str:
-    lines = [f"# Your treatment plan", "", f"Patient: {patient_id}", "",
+    lines = ["# Your treatment plan", "", f"Patient: {patient_id}", "",
              f"**For the next {plan.programme_weeks} weeks:**", ""]
     minutes = plan.session_minutes
     if plan.has_massage:

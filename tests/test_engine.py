@@ -64,6 +64,7 @@ def test_batch_output_is_contract_shaped(trained, typed_test_rows):
     assert frame["explanation"].str.len().gt(20).all()
     assert not gate.violations(typed_test_rows, np.array([r.best.plan.encode() for r in recs])).any()
     assert all(len(r.alternatives) == 4 for r in recs)
+    assert all(a.evidence_level != "limited" for r in recs for a in r.alternatives)
 
 
 def test_personalises_with_enough_data(trained, test_cohort, typed_test_rows):

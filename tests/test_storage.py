@@ -262,7 +262,7 @@ def test_tampering_is_detected_and_named(service, trained, case):
         _tamper(service, "INSERT INTO audit_events (seq, ts, actor, role, action, target, before, after, "
                 f"reason, prev_hash, hash) VALUES ({target + 1}, '{row['ts']}', 'mallory', 'admin', "
                 f"'login', 'x', 'null', 'null', '', '{row['hash']}', '{'ab' * 32}')")
-        _tamper(service, f"UPDATE audit_events SET seq = seq - 999 WHERE seq > 1000")
+        _tamper(service, "UPDATE audit_events SET seq = seq - 999 WHERE seq > 1000")
     else:
         _tamper(service, f"DELETE FROM audit_events WHERE seq >= {n - 1}")
         _tamper(service, f"UPDATE audit_head SET seq = {n - 2}, hash = "

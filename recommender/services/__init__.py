@@ -1,0 +1,1 @@
+"""The service layer, by responsibility; :class:`recommender.service.ClinicService` joins them."""

@@ -1,0 +1,230 @@
+"""Therapists' work: intake, recommend, tune, accept (gate re-checked), follow-up."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pandas as pd
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from .. import gate
+from ..accounts import Actor
+from ..contract import INTAKE_COLUMNS, OUTCOME, PLAN_COLUMNS, Kind
+from ..csv_io import format_cell, read_episodes, to_csv_bytes
+from ..db.schema import Decision, Episode, FollowUp, Patient, RecommendationRecord
+from ..engine import Recommendation
+from ..permissions import Action
+from ..plans import Plan
+from ..validation import parse_column
+from .base import OVERRIDE_REASONS, InputRejected, ServiceBase, _AlreadyDecided, _sha, intake_record
+
+
+class ClinicalMixin(ServiceBase):
+    """Therapists' work: intake, recommend, tune, accept (gate re-checked), follow-up."""
+
+    def validate_intake(self, intake: dict) -> dict:
+        """Check one intake against the contract; returns the typed row or raises InputRejected."""
+        frame = pd.DataFrame([{c: intake.get(c) for c in INTAKE_COLUMNS if c in intake}])
+        parsed = read_episodes(to_csv_bytes(frame), Kind.INTAKE)
+        if not parsed.report.valid:
+            raise InputRejected("the intake has invalid values", parsed.report.errors)
+        return parsed.frame.iloc[0].to_dict()
+
+    def save_intake(self, actor: Actor, intake: dict) -> str:
+        """Store a new episode (and its patient); returns the episode id."""
+        self.require(actor, Action.ENTER_INTAKE)
+        typed = self.validate_intake(intake)
+        record = intake_record(typed)
+        with self._tx() as s:
+            episode = self._add_episode(s, record, actor, source="form")
+            self._log(s, actor, "intake", f"episode:{episode.episode_code}", None, record)
+        return record["episode_id"]
+
+    def _add_episode(self, s, record: dict, actor: Actor, source: str,
+                     plan: dict | None = None) -> Episode:
+        if s.execute(select(Episode.id).where(Episode.episode_code == record["episode_id"])).first():
+            raise InputRejected(f"episode {record['episode_id']!r} already exists")
+        patient = s.execute(select(Patient).where(Patient.patient_code == record["patient_id"])
+                            ).scalar_one_or_none()
+        if patient is None:
+            patient = Patient(patient_code=record["patient_id"])
+            s.add(patient)
+            s.flush()
+        episode = Episode(episode_code=record["episode_id"], patient_id=patient.id, intake=record,
+                          intake_sha256=_sha(record), source=source, historical_plan=plan,
+                          created_by=actor.username)
+        s.add(episode)
+        s.flush()
+        return episode
+
+    def intake(self, actor: Actor, episode_code: str) -> dict:
+        self.require(actor, Action.VIEW_PATIENTS, f"episode:{episode_code}")
+        with self.db.read() as s:
+            return dict(self._episode(s, episode_code).intake)
+
+    @staticmethod
+    def _episode(s, episode_code: str) -> Episode:
+        episode = s.execute(select(Episode).where(Episode.episode_code == episode_code)).scalar_one_or_none()
+        if episode is None:
+            raise ValueError(f"no episode {episode_code!r}")
+        return episode
+
+    def find_episodes(self, actor: Actor, text: str = "", limit: int = 50) -> pd.DataFrame:
+        self.require(actor, Action.VIEW_PATIENTS)
+        with self.db.read() as s:
+            q = select(Episode.episode_code, Patient.patient_code, Episode.created_at).join(
+                Patient, Patient.id == Episode.patient_id)
+            if text:
+                like = f"%{text}%"
+                q = q.where(Episode.episode_code.ilike(like) | Patient.patient_code.ilike(like))
+            rows = s.execute(q.order_by(Episode.id.desc()).limit(limit)).all()
+        return pd.DataFrame(rows, columns=["episode_id", "patient_id", "created_at"])
+
+    @staticmethod
+    def typed_intake(record: dict) -> dict:
+        """A stored intake record back as typed values (booleans, region sets, numbers)."""
+        frame = pd.DataFrame([{k: ("" if v is None else v) for k, v in record.items()}])
+        return read_episodes(to_csv_bytes(frame), Kind.INTAKE).frame.iloc[0].to_dict()
+
+    def recommend(self, actor: Actor, episode_code: str) -> tuple[int, Recommendation]:
+        """Recommend for a stored episode and record the recommendation."""
+        self.require(actor, Action.RECOMMEND, f"episode:{episode_code}")
+        version, model = self.current_model()
+        with self.db.read() as s:
+            episode = self._episode(s, episode_code)
+            record = dict(episode.intake)
+        rec = model.recommend(self.typed_intake(record))
+        output = recommendation_output(rec)
+        with self._tx() as s:
+            episode = self._episode(s, episode_code)
+            row = RecommendationRecord(episode_id=episode.id, intake_sha256=_sha(record),
+                                       model_version=version.version,
+                                       ruleset_version=rec.ruleset_version, output=output,
+                                       created_by=actor.username)
+            s.add(row)
+            s.flush()
+            self._log(s, actor, "recommend", f"episode:{episode_code}", None,
+                      {"recommendation_id": row.id, "plan": output["ranked"][0]["plan"],
+                       "model_version": version.version, "ruleset_version": rec.ruleset_version,
+                       "gate_rule_ids": list(rec.gate.rule_ids)})
+            return row.id, rec
+
+    def tune(self, actor: Actor, episode_code: str, plan: Plan, audit: bool = True):
+        """Predicted outcome of a plan the therapist is adjusting (forbidden plans say why)."""
+        self.require(actor, Action.TUNE, f"episode:{episode_code}")
+        _, model = self.current_model()
+        with self.db.read() as s:
+            record = dict(self._episode(s, episode_code).intake)
+        prediction = model.predict_plans(self.typed_intake(record), [plan])[0]
+        if audit:
+            with self._tx() as s:
+                self._log(s, actor, "tune", f"episode:{episode_code}", None,
+                          {"plan": plan.as_dict(), "predicted_reduction":
+                           round(prediction.predicted_reduction, 2),
+                           "blocked_by": list(prediction.blocked_by)})
+        return prediction
+
+    def accept(self, actor: Actor, recommendation_id: int, plan: Plan, reason_code: str | None = None,
+               reason_text: str = "", idempotency_key: str | None = None) -> int:
+        """Record the plan a therapist accepted; returns the decision id.
+
+        Idempotent per key (default: one decision per recommendation), so a double click —
+        even two concurrent requests — stores one decision.  The gate is checked again here:
+        no role or path can store a contraindicated plan.
+        """
+        self.require(actor, Action.ACCEPT, f"recommendation:{recommendation_id}")
+        key = idempotency_key or f"recommendation:{recommendation_id}"
+        try:
+            return self._accept(actor, recommendation_id, plan, reason_code, reason_text, key)
+        except _AlreadyDecided:  # a concurrent request with the same key stored it first
+            with self.db.read() as s:
+                return s.execute(select(Decision.id).where(Decision.idempotency_key == key)).scalar_one()
+
+    def _accept(self, actor: Actor, recommendation_id: int, plan: Plan, reason_code: str | None,
+                reason_text: str, key: str) -> int:
+        with self.db.read() as s:
+            existing = s.execute(select(Decision).where(Decision.idempotency_key == key)).scalar_one_or_none()
+            if existing is not None:
+                return existing.id
+        with self._tx() as s:
+            rec = s.get(RecommendationRecord, recommendation_id)
+            if rec is None:
+                raise ValueError(f"no recommendation {recommendation_id}")
+            episode = s.get(Episode, rec.episode_id)
+            decision_gate = gate.assert_allowed(self.typed_intake(episode.intake), plan)
+            recommended = rec.output["ranked"][0]["plan"]
+            accepted = plan.as_dict()
+            diff = {k: [recommended[k], accepted[k]] for k in PLAN_COLUMNS if recommended[k] != accepted[k]}
+            if diff and reason_code not in OVERRIDE_REASONS:
+                raise InputRejected(
+                    "the accepted plan differs from the recommendation in "
+                    + ", ".join(diff) + ": choose a reason code ("
+                    + ", ".join(OVERRIDE_REASONS) + ")")
+            if reason_code == "clinical_judgement" and diff and not reason_text.strip():
+                raise InputRejected("explain the clinical judgement in the note")
+            decision = Decision(episode_id=episode.id, recommendation_id=rec.id, accepted_plan=accepted,
+                                differences=diff, reason_code=reason_code if diff else None,
+                                reason_text=reason_text.strip(),
+                                ruleset_version=decision_gate.ruleset_version,
+                                idempotency_key=key, decided_by=actor.username)
+            s.add(decision)
+            try:
+                s.flush()
+            except IntegrityError:  # a concurrent double click won the race
+                raise _AlreadyDecided(key) from None
+            self._log(s, actor, "override" if diff else "accept", f"episode:{episode.episode_code}",
+                      {"plan": recommended}, {"plan": accepted, "decision_id": decision.id,
+                                              "differences": diff},
+                      reason=(OVERRIDE_REASONS.get(reason_code or "", "") + (
+                          f": {reason_text.strip()}" if reason_text.strip() else "")) if diff else "")
+            return decision.id
+
+    def record_followup(self, actor: Actor, episode_code: str, outcome: dict,
+                        lost_to_followup: bool = False) -> None:
+        self.require(actor, Action.RECORD_FOLLOWUP, f"episode:{episode_code}")
+        columns = {c.name: c for c in OUTCOME}
+        unknown = set(outcome) - set(columns)
+        if unknown:
+            raise InputRejected("unknown outcome field(s): " + ", ".join(sorted(unknown)))
+        if not lost_to_followup and outcome.get("followup_pain_score") is None:
+            raise InputRejected("a follow-up pain score is required unless the patient was lost")
+        errors = []
+        for name, value in outcome.items():
+            raw = pd.Series(["" if value is None else str(format_cell(value))])
+            _, errs = parse_column(raw, columns[name])
+            errors += [dataclasses.replace(e, row=1) for e in errs]
+        if errors:
+            raise InputRejected("invalid follow-up values", errors)
+        clean = {k: format_cell(v) if v is not None else None for k, v in outcome.items()}
+        if lost_to_followup:
+            clean["followup_pain_score"] = None
+        with self._tx() as s:
+            episode = self._episode(s, episode_code)
+            existing = s.execute(select(FollowUp).where(FollowUp.episode_id == episode.id)).scalar_one_or_none()
+            before = None if existing is None else {"outcome": existing.outcome,
+                                                    "lost": existing.lost_to_followup}
+            if existing is None:
+                s.add(FollowUp(episode_id=episode.id, lost_to_followup=lost_to_followup, outcome=clean,
+                               recorded_by=actor.username))
+            else:
+                existing.outcome, existing.lost_to_followup = clean, lost_to_followup
+            self._log(s, actor, "followup", f"episode:{episode_code}", before,
+                      {"outcome": clean, "lost": lost_to_followup})
+
+
+def recommendation_output(rec: Recommendation) -> dict:
+    """What is stored of a recommendation: ranked plans, gate reasons, explanation."""
+    return {
+        "ranked": [{
+            "plan": p.plan.as_dict(),
+            "predicted_reduction": round(p.predicted_reduction, 3),
+            "interval": [round(p.interval_low, 3), round(p.interval_high, 3)],
+            "prob_improvement": round(p.prob_improvement, 4),
+            "evidence_level": p.evidence_level, "support": p.support,
+        } for p in rec.ranked()],
+        "gate": [r.as_dict() for r in rec.gate.reasons],
+        "explanation": rec.explanation,
+        "fallback": rec.fallback,
+        "ruleset_version": rec.ruleset_version,
+    }

@@ -1,0 +1,135 @@
+"""Data staff's files: all-or-nothing import of contract files, export of training files."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy import select
+
+from ..accounts import Actor
+from ..atomic import atomic_write_bytes
+from ..contract import OUTCOME, PLAN_COLUMNS, Kind, columns_for
+from ..csv_io import EpisodeFile, format_cell, read_episodes, to_csv_bytes
+from ..db.schema import DataImport, Decision, Episode, FollowUp, Patient, utcnow
+from ..permissions import Action
+from ..validation import RowError
+from .base import InputRejected, ServiceBase, _sha, intake_record
+
+
+class DataMixin(ServiceBase):
+    """Data staff's files: all-or-nothing import of contract files, export of training files."""
+
+    def import_file(self, actor: Actor, data: bytes, file_name: str,
+                    kind: str = "training") -> tuple[int, EpisodeFile]:
+        """Import a contract file, all rows or none; returns (import id, parsed file)."""
+        self.require(actor, Action.IMPORT, f"file:{file_name}")
+        digest = hashlib.sha256(data).hexdigest()
+        parsed = read_episodes(data, kind)
+        if not parsed.report.valid:
+            self._record_rejected_import(actor, file_name, digest, kind, parsed)
+            raise InputRejected(f"{file_name}: {len(parsed.report.bad_rows)} invalid row(s); "
+                                "nothing was imported", parsed.report.errors)
+        frame = parsed.frame
+        with self._tx() as s:
+            codes = set(frame["episode_id"])
+            clash = set(s.execute(select(Episode.episode_code).where(Episode.episode_code.in_(codes))
+                                  ).scalars())
+            if clash:
+                errors = [RowError(int(r["_row"]), "episode_id", r["episode_id"],
+                                   "an episode_id not already in the database")
+                          for r in frame.to_dict("records") if r["episode_id"] in clash]
+                raise InputRejected(f"{file_name}: {len(errors)} episode(s) already imported; "
+                                    "nothing was imported", errors)
+            imp = DataImport(file_name=file_name[:255], file_sha256=digest, kind=kind,
+                             rows_accepted=len(frame), rows_rejected=0, imported_by=actor.username)
+            s.add(imp)
+            s.flush()
+            self._bulk_insert(s, frame, kind, imp.id, actor)
+            self._log(s, actor, "import", f"file:{file_name}", None,
+                      {"import_id": imp.id, "sha256": digest, "rows": len(frame), "kind": kind})
+            return imp.id, parsed
+
+    def _record_rejected_import(self, actor: Actor, file_name: str, digest: str, kind: str,
+                                parsed: EpisodeFile) -> None:
+        """A refused file is still recorded (no episode rows): who tried what, and why not."""
+        bad = len(parsed.report.bad_rows)
+        with self._tx() as s:
+            imp = DataImport(file_name=file_name[:255], file_sha256=digest, kind=kind, rows_accepted=0,
+                             rows_rejected=bad, imported_by=actor.username)
+            s.add(imp)
+            s.flush()
+            self._log(s, actor, "import", f"file:{file_name}", None,
+                      {"import_id": imp.id, "sha256": digest, "rows": parsed.report.n_rows,
+                       "rejected_rows": bad, "kind": kind},
+                      reason=f"refused: {len(parsed.report.errors)} invalid value(s) in {bad} row(s)")
+
+    def _bulk_insert(self, s, frame: pd.DataFrame, kind: str, import_id: int, actor: Actor) -> None:
+        patients = {p.patient_code: p.id for p in s.execute(
+            select(Patient).where(Patient.patient_code.in_(set(frame["patient_id"])))).scalars()}
+        new = sorted(set(frame["patient_id"]) - set(patients))
+        if new:
+            s.execute(Patient.__table__.insert(), [{"patient_code": p, "created_at": utcnow()} for p in new])
+            patients.update({p.patient_code: p.id for p in s.execute(
+                select(Patient).where(Patient.patient_code.in_(new))).scalars()})
+        records = frame.to_dict("records")
+        episodes = []
+        for r in records:
+            intake = intake_record(r)
+            plan = {c: format_cell(r[c]) for c in PLAN_COLUMNS} if kind == "training" else None
+            episodes.append({"episode_code": r["episode_id"], "patient_id": patients[r["patient_id"]],
+                             "intake": intake, "intake_sha256": _sha(intake),
+                             "source": f"import:{import_id}", "historical_plan": plan,
+                             "created_by": actor.username, "created_at": utcnow()})
+        s.execute(Episode.__table__.insert(), episodes)
+        if kind != "training":
+            return
+        ids = dict(s.execute(select(Episode.episode_code, Episode.id).where(
+            Episode.episode_code.in_(set(frame["episode_id"])))).all())
+        outcome_cols = [c.name for c in OUTCOME if c.name in frame]
+        s.execute(FollowUp.__table__.insert(), [
+            {"episode_id": ids[r["episode_id"]],
+             "lost_to_followup": bool(pd.isna(r["followup_pain_score"])),
+             "outcome": {c: (None if format_cell(r[c]) == "" else format_cell(r[c])) for c in outcome_cols},
+             "recorded_by": actor.username, "recorded_at": utcnow()}
+            for r in records])
+
+    def training_frame(self) -> pd.DataFrame:
+        """Contract training rows from recorded episodes: imported history plus decisions
+        with a recorded follow-up (or loss to follow-up).  Pending episodes are left out."""
+        with self.db.read() as s:
+            rows = s.execute(
+                select(Episode, FollowUp).join(FollowUp, FollowUp.episode_id == Episode.id)
+                .order_by(Episode.id)).all()
+            decisions = {d.episode_id: d.accepted_plan for d in s.execute(
+                select(Decision).order_by(Decision.id)).scalars()}
+        out = []
+        for episode, followup in rows:
+            plan = decisions.get(episode.id) or episode.historical_plan
+            if plan is None:
+                continue
+            row = {**episode.intake, **plan, **followup.outcome}
+            if followup.lost_to_followup:
+                row["followup_pain_score"] = None
+            out.append(row)
+        names = [c.name for c in columns_for(Kind.TRAINING)]
+        frame = pd.DataFrame(out)
+        return frame[[c for c in names if c in frame]] if len(frame) else pd.DataFrame(columns=names)
+
+    def export_training(self, actor: Actor, path: str | Path) -> int:
+        self.require(actor, Action.EXPORT_TRAINING, f"file:{Path(path).name}")
+        frame = self.training_frame()
+        data = to_csv_bytes(frame)
+        # re-read through the contract reader: we only hand out files we would accept
+        if len(frame):
+            check = read_episodes(data, Kind.TRAINING)
+            if not check.report.valid:
+                raise InputRejected("recorded data does not form a valid training file",
+                                    check.report.errors)
+        with self._tx() as s:
+            atomic_write_bytes(path, data)
+            self._log(s, actor, "export", f"file:{Path(path).name}", None,
+                      {"rows": len(frame), "sha256": hashlib.sha256(data).hexdigest()})
+        return len(frame)
+

@@ -1,0 +1,55 @@
+"""Supervisors' reading: the audit trail (verify, list, export) and decision statistics."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy import select
+
+from ..accounts import Actor
+from ..audit import VerifyResult
+from ..db.schema import Decision, Episode, FollowUp, RecommendationRecord
+from ..permissions import Action
+from .base import ServiceBase
+
+
+class OversightMixin(ServiceBase):
+    """Supervisors' reading: the audit trail (verify, list, export) and decision statistics."""
+
+    def verify_audit(self, actor: Actor) -> VerifyResult:
+        self.require(actor, Action.VIEW_AUDIT)
+        with self.db.read() as s:
+            return self.audit.verify(s)
+
+    def audit_events(self, actor: Actor) -> pd.DataFrame:
+        self.require(actor, Action.VIEW_AUDIT)
+        with self.db.read() as s:
+            return self.audit.events_frame(s)
+
+    def export_audit(self, actor: Actor, path: str | Path) -> int:
+        self.require(actor, Action.EXPORT_AUDIT, f"file:{Path(path).name}")
+        with self.db.read() as s:
+            n = self.audit.export_csv(s, path)
+        with self._tx() as s:
+            self._log(s, actor, "export", f"file:{Path(path).name}", None, {"audit_events": n})
+        return n
+
+    def decisions_frame(self, actor: Actor) -> pd.DataFrame:
+        """Decisions with their recommendation, for supervisors' statistics."""
+        self.require(actor, Action.VIEW_AUDIT)
+        with self.db.read() as s:
+            rows = s.execute(select(Decision, RecommendationRecord, Episode)
+                             .join(RecommendationRecord, RecommendationRecord.id == Decision.recommendation_id)
+                             .join(Episode, Episode.id == Decision.episode_id)).all()
+            followed = set(s.execute(select(FollowUp.episode_id)).scalars())
+        return pd.DataFrame([{
+            "decision_id": d.id, "episode_id": e.episode_code, "therapist": d.decided_by,
+            "decided_at": d.decided_at, "overridden": bool(d.differences),
+            "reason_code": d.reason_code, "reason_text": d.reason_text,
+            "differences": json.dumps(d.differences), "model_version": r.model_version,
+            "massage_blocked": any(g["effect"] == "no_massage" for g in r.output.get("gate", [])),
+            "followed_up": e.id in followed,
+        } for d, r, e in rows])
+
