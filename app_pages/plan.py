@@ -66,8 +66,9 @@ if found.empty:
     st.stop()
 options = list(found["episode_id"])
 current = st.session_state.get("episode")
+patient_of = dict(zip(found["episode_id"], found["patient_id"]))
 episode = st.selectbox("Episode", options, index=options.index(current) if current in options else 0,
-                       format_func=lambda e: f"{e} — patient {found.set_index('episode_id').loc[e, 'patient_id']}")
+                       format_func=lambda e: f"{e} — patient {patient_of[e]}")
 st.session_state["episode"] = episode
 
 recs = st.session_state.setdefault("recommendations", {})
