@@ -8,17 +8,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-from .accounts import SignInFailed
-from .artifacts import ArtifactError
 from .csv_io import ContractFileError
 from .db.database import DatabaseOutOfDate
 from .gate import GateViolation
-from .permissions import PermissionDenied
 from .service import InputRejected
 
-Handler = Callable[[argparse.Namespace], int]
 
 
 def _add_max_mb(p: argparse.ArgumentParser) -> None:
@@ -192,21 +188,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ContractFileError as exc:
         print(f"error: {getattr(args, 'file', '')}: {exc}".replace(": : ", ": "), file=sys.stderr)
         return 1
-    except ArtifactError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
     except InputRejected as exc:
         print(f"error: {exc}", file=sys.stderr)
         for error in exc.errors:
             print(f"  {error}", file=sys.stderr)
         return 1
-    except (DatabaseOutOfDate, PermissionDenied, SignInFailed, GateViolation) as exc:
+    # refusals with a reason: bad values, denied or failed sign-in, unsafe plan, old schema,
+    # an artifact that fails verification
+    except (ValueError, PermissionError, FileNotFoundError, GateViolation, DatabaseOutOfDate) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except (ValueError, PermissionError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
