@@ -162,66 +162,77 @@ class PlanEffectRegressor(RegressorMixin, BaseEstimator):
         self.pair_psi_idx_ = np.concatenate([[0], mods + 1]).astype(int)
 
         psi, phi = self._psi(Xp), self._phi(P)
-        n = len(y)
         splitter = GroupKFold(self.n_folds) if groups is not None else KFold(
             self.n_folds, shuffle=True, random_state=self.random_state)
         folds = [test for _, test in splitter.split(X, y, groups)]
 
+        m_oof, e_oof = self._cross_fit_nuisances(folds, Xp, psi, phi, y, w)
+        Z = self._design(phi - e_oof, psi)
+        resid = self._fit_effects(folds, Z, y - m_oof, w)
+        self.baseline_model_, self.policy_coef_ = self._fit_nuisance(Xp, psi, phi, y, w)
+        self._calibrate(folds, Xp, Z, resid, w)
+        self.oof_residual_ = resid
+        self._grid_cache = None
+        return self
+
+    def _cross_fit_nuisances(self, folds, Xp, psi, phi, y, w):
+        """Out-of-fold m(x) and e(x), so each row's residuals come from models that never saw it."""
+        n = len(y)
         m_oof, e_oof = np.empty(n), np.empty_like(phi)
         for test in folds:
             train = np.setdiff1d(np.arange(n), test)
             m_model, e_coef = self._fit_nuisance(Xp[train], psi[train], phi[train], y[train], w[train])
             m_oof[test] = m_model.predict(Xp[test])
             e_oof[test] = self._policy_basis(psi[test]) @ e_coef
+        return m_oof, e_oof
 
-        Z = self._design(phi - e_oof, psi)
-        r = y - m_oof
+    def _fit_effects(self, folds, Z, r, w) -> np.ndarray:
+        """Ridge of the residual outcome on the residual plan design; penalty by K-fold CV.
+
+        Sets ``coef_``, ``alpha_``, the Gram matrices and ``coef_cov_``; returns the
+        out-of-fold residuals of the full model.
+        """
         grams = [(Z[t].T * w[t]) @ Z[t] for t in folds]
         rhs = [(Z[t].T * w[t]) @ r[t] for t in folds]
         G, b = sum(grams), sum(rhs)
         # Penalise interactions, barely the average plan effects (ψ = 1 columns).
         scale_diag = np.maximum(np.diag(G) / w.sum(), 1e-8) * np.where(self._is_main_effect(), 0.01, 1.0)
 
-        best = (np.inf, None)
-        for alpha in self.alphas:
-            err = 0.0
+        def held_out(alpha: float):
             for t, Gk, bk in zip(folds, grams, rhs):
                 coef = self._solve(G - Gk, b - bk, alpha * (w.sum() - w[t].sum()) * scale_diag)
-                err += float(np.sum(w[t] * (r[t] - Z[t] @ coef) ** 2))
-            if err < best[0]:
-                best = (err, alpha)
-        self.alpha_ = best[1]
+                yield t, r[t] - Z[t] @ coef
+
+        errors = {a: sum(float(np.sum(w[t] * e**2)) for t, e in held_out(a)) for a in self.alphas}
+        self.alpha_ = min(errors, key=errors.get)
         ridge = self.alpha_ * w.sum() * scale_diag
         factor = cho_factor(G + np.diag(ridge))
         self.coef_ = cho_solve(factor, b)
         # Gram and penalty per unit weight: reused to debias policy-value estimates.
         self.gram_, self.ridge_ = G / w.sum(), ridge / w.sum()
         self.gram_inv_ = cho_solve(factor, np.eye(len(b))) * w.sum()
-
-        mu_oof = np.empty(n)
-        for t, Gk, bk in zip(folds, grams, rhs):
-            coef = self._solve(G - Gk, b - bk, self.alpha_ * (w.sum() - w[t].sum()) * scale_diag)
-            mu_oof[t] = m_oof[t] + Z[t] @ coef
-        resid = y - mu_oof
+        resid = np.empty(len(r))
+        for t, e in held_out(self.alpha_):
+            resid[t] = e
         s2 = float(np.sum(w * resid**2) / w.sum())
         # Posterior covariance under the ridge's Gaussian prior: with little data it
         # stays wide (the prior's uncertainty), where a sandwich would look falsely sure.
         self.coef_cov_ = s2 * self.gram_inv_ / w.sum()
+        return resid
 
-        self.baseline_model_, self.policy_coef_ = self._fit_nuisance(Xp, psi, phi, y, w)
-        # Noise scale, cross-fitted too, so calibration never sees in-sample scales.
+    def _calibrate(self, folds, Xp, Z, resid, w) -> None:
+        """Noise scale (cross-fitted, so calibration never sees in-sample scales) and the
+        conformal quantiles of normalised out-of-fold residuals."""
+        n = len(resid)
         noise_oof = np.empty(n)
         for t in folds:
             train = np.setdiff1d(np.arange(n), t)
             noise_oof[t] = self._fit_noise(Xp[train], resid[train], w[train]).predict(Xp[t])
         self.noise_model_ = self._fit_noise(Xp, resid, w)
-        self.noise_floor_ = max(np.sqrt(s2) * 0.25, 1e-6)
+        self.noise_floor_ = max(float(np.sqrt(np.sum(w * resid**2) / w.sum())) * 0.25, 1e-6)
         noise_sd = np.maximum(noise_oof * np.sqrt(np.pi / 2), self.noise_floor_)
         sd = self._total_sd(noise_sd, ((Z @ self.coef_cov_) * Z).sum(axis=1))
         self.residual_quantiles_ = _weighted_quantiles(resid / sd, w, _QUANTILE_GRID)
-        self.oof_residual_ = resid
-        self._grid_cache = None
-        return self
 
     def _fit_nuisance(self, Xp, psi, phi, y, w):
         baseline = HistGradientBoostingRegressor(
