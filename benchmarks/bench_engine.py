@@ -84,12 +84,11 @@ class _HGBSLearner:
 
         grid = PLAN_SPACE.matrix
         Xp = self.featurizer.transform(intakes)
-        levels = gate.max_levels(gate.evaluate_frame(intakes))
+        allowed = gate.allowed_matrix(gate.max_levels(gate.evaluate_frame(intakes)), grid)
         out = np.empty((len(Xp), grid.shape[1]))
         for i in range(len(Xp)):
             scores = self.model.predict(np.hstack([np.repeat(Xp[i:i + 1], len(grid), 0), grid]))
-            allowed = (grid[:, 0] == 0) | (grid[:, 1] <= levels[i])
-            out[i] = grid[np.argmax(np.where(allowed, scores, -np.inf))]
+            out[i] = grid[np.argmax(np.where(allowed[i], scores, -np.inf))]
         return out
 
 
@@ -129,8 +128,7 @@ class _CausalForest:
         theta = self.model.const_marginal_effect(self.featurizer.transform(intakes))  # (n, d_T)
         theta = theta.reshape(len(intakes), -1)
         scores = theta @ self._treat(grid).T
-        levels = gate.max_levels(gate.evaluate_frame(intakes))
-        allowed = (grid[None, :, 0] == 0) | (grid[None, :, 1] <= levels[:, None])
+        allowed = gate.allowed_matrix(gate.max_levels(gate.evaluate_frame(intakes)), grid)
         return grid[np.argmax(np.where(allowed, scores, -np.inf), axis=1)]
 
 

@@ -39,7 +39,6 @@ from .plans import (
     WEEKS,
     Plan,
     encode_frame,
-    guideline_plan_for,
 )
 
 EVIDENCE_LEVELS = ("limited", "moderate", "strong")
@@ -249,11 +248,16 @@ class TreatmentRecommender(BaseEstimator):
         est = self.estimator_
         return est.expected_plan_basis(Xp)[:, : est.n_plan_columns_]
 
-    def _overlap_d2(self, Xp: np.ndarray, plans: np.ndarray) -> np.ndarray:
-        """Mahalanobis distance² of each plan from what similar patients got: (n, k)."""
+    def _overlap_d2(self, Xp: np.ndarray, plans: np.ndarray, paired: bool = False) -> np.ndarray:
+        """Mahalanobis distance² of each plan from what similar patients got.
+
+        (n, k) for every patient × every plan, or (n,) when ``paired`` (row i's own plan)."""
         S = self.overlap_precision_
         u = self._plan_units(plans)
         e = self._expected_units(Xp)
+        if paired:
+            d = u - e
+            return np.einsum("ni,ij,nj->n", d, S, d)
         return (np.einsum("ki,ij,kj->k", u, S, u)[None, :] - 2 * (e @ S) @ u.T
                 + np.einsum("ni,ij,nj->n", e, S, e)[:, None])
 
@@ -308,13 +312,13 @@ class TreatmentRecommender(BaseEstimator):
         mean, sd, model_sd = self.estimator_.score_grid(Xp, grid)
         pain = intakes["pain_score"].to_numpy(float)
         mean = np.clip(mean, (pain - 10)[:, None], pain[:, None])
-        allowed = (grid[None, :, M_SESSIONS] == 0) | (grid[None, :, M_LEVEL] <= levels[:, None])
+        allowed = gate.allowed_matrix(levels, grid)
         evidence = self._evidence(self.grid_support_[None, :], self._overlap_d2(Xp, grid))
         candidates = allowed & (evidence >= 1)
         score = mean - self.caution * model_sd
 
-        guide = np.array([PLAN_SPACE.index_of(guideline_plan_for(d.massage_allowed, d.max_massage_level))
-                          for d in decisions])
+        guide_plans = np.array([d.guideline_plan().encode() for d in decisions])
+        guide = np.array([PLAN_SPACE.index_of(Plan.from_encoded(p)) for p in guide_plans])
         rows = np.arange(len(intakes))
         has_candidate = candidates.any(axis=1)
         best = np.where(has_candidate, np.where(candidates, score, -np.inf).argmax(axis=1), guide)
@@ -335,7 +339,7 @@ class TreatmentRecommender(BaseEstimator):
                                 sd[np.repeat(rows, k), order.reshape(-1)],
                                 evidence[np.repeat(rows, k), order.reshape(-1)],
                                 self.grid_support_[order.reshape(-1)])
-        explanations = self._explain(Xp, grid[best], fallback, decisions)
+        explanations = self._explain(Xp, grid[best], guide_plans, fallback, decisions)
 
         out = []
         for i, intake in enumerate(intakes.to_dict("records")):
@@ -391,7 +395,7 @@ class TreatmentRecommender(BaseEstimator):
         pain = np.full(len(plans), float(intake["pain_score"]))
         mean = np.clip(mean, pain - 10, pain)
         support = self.support(encoded)
-        evidence = self._evidence(support, np.diag(self._overlap_d2(Xrep, encoded)))
+        evidence = self._evidence(support, self._overlap_d2(Xrep, encoded, paired=True))
         preds = self._details(Xrep, pain, encoded, mean, sd, evidence, support)
         return [
             PlanPrediction(**{**p.__dict__, "blocked_by": tuple(r.rule_id for r in
@@ -417,11 +421,9 @@ class TreatmentRecommender(BaseEstimator):
                    ("own exercise", (EXERCISE,)), ("session length", (MINUTES,)),
                    ("programme length", (WEEKS,)))
 
-    def _explain(self, Xp, best, fallback, decisions) -> list[str]:
+    def _explain(self, Xp, best, guide, fallback, decisions) -> list[str]:
         """One plain-language line per patient: what drove the choice, and safety."""
         n = len(best)
-        guide = np.array([guideline_plan_for(d.massage_allowed, d.max_massage_level).encode()
-                          for d in decisions])
         swaps = []
         for _, cols in self._COMPONENTS:
             swapped = best.copy()

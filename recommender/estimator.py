@@ -210,14 +210,14 @@ class PlanEffectRegressor(RegressorMixin, BaseEstimator):
         self.coef_ = cho_solve(factor, b)
         # Gram and penalty per unit weight: reused to debias policy-value estimates.
         self.gram_, self.ridge_ = G / w.sum(), ridge / w.sum()
-        self.gram_inv_ = cho_solve(factor, np.eye(len(b))) * w.sum()
+        gram_inv = cho_solve(factor, np.eye(len(b)))
         resid = np.empty(len(r))
         for t, e in held_out(self.alpha_):
             resid[t] = e
         s2 = float(np.sum(w * resid**2) / w.sum())
         # Posterior covariance under the ridge's Gaussian prior: with little data it
         # stays wide (the prior's uncertainty), where a sandwich would look falsely sure.
-        self.coef_cov_ = s2 * self.gram_inv_ / w.sum()
+        self.coef_cov_ = s2 * gram_inv
         return resid
 
     def _calibrate(self, folds, Xp, Z, resid, w) -> None:

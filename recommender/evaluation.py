@@ -20,7 +20,7 @@ from scipy.stats import norm
 
 from . import gate
 from .engine import TreatmentRecommender
-from .plans import encode_frame, guideline_plan_for
+from .plans import encode_frame
 from .simulator import SimulatedCohort
 
 AGE_BANDS = (18, 40, 60, 75, 101)
@@ -111,8 +111,7 @@ class DoublyRobust:
 
 
 def guideline_plans(episodes: pd.DataFrame) -> np.ndarray:
-    return np.array([guideline_plan_for(d.massage_allowed, d.max_massage_level).encode()
-                     for d in gate.evaluate_frame(episodes)])
+    return np.array([d.guideline_plan().encode() for d in gate.evaluate_frame(episodes)])
 
 
 def evaluate(model: TreatmentRecommender, episodes: pd.DataFrame,

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .contract import INTENSITIES
-from .plans import M_LEVEL, M_SESSIONS, Plan
+from .plans import M_LEVEL, M_SESSIONS, Plan, guideline_plan_for
 
 RULESET_VERSION = "2026.11.1"
 
@@ -167,6 +167,10 @@ class GateDecision:
     def avoid_regions(self) -> tuple[str, ...]:
         return tuple(r.region for r in self.reasons if r.effect is Effect.AVOID_REGION)
 
+    def guideline_plan(self) -> Plan:
+        """The guideline plan with massage removed or softened as this decision requires."""
+        return guideline_plan_for(self.massage_allowed, self.max_massage_level)
+
     def allows(self, plan: Plan) -> bool:
         return not self.forbidding_reasons(plan)
 
@@ -258,6 +262,14 @@ def max_levels(decisions: list[GateDecision]) -> np.ndarray:
     return np.array([d.max_massage_level for d in decisions], dtype=float)
 
 
+def allowed_matrix(levels: np.ndarray, encoded_plans: np.ndarray) -> np.ndarray:
+    """(patients, plans) mask: no massage, or massage no firmer than each patient's limit.
+
+    ``levels`` from :func:`max_levels`; the same rule as :meth:`GateDecision.allowed_mask`."""
+    plans = np.asarray(encoded_plans)
+    return (plans[None, :, M_SESSIONS] == 0) | (plans[None, :, M_LEVEL] <= np.asarray(levels)[:, None])
+
+
 def assert_allowed(intake: Mapping[str, object], plan: Plan) -> GateDecision:
     """Re-check a plan just before it is output or stored; raise if it is unsafe."""
     decision = evaluate(intake)
@@ -273,5 +285,4 @@ def assert_allowed(intake: Mapping[str, object], plan: Plan) -> GateDecision:
 def violations(intakes: pd.DataFrame, encoded_plans: np.ndarray) -> np.ndarray:
     """Per row, whether its plan breaks the gate (for audits and benchmarks)."""
     levels = max_levels(evaluate_frame(intakes))
-    sessions = encoded_plans[:, M_SESSIONS]
-    return (sessions > 0) & (encoded_plans[:, M_LEVEL] > levels)
+    return (encoded_plans[:, M_SESSIONS] > 0) & (encoded_plans[:, M_LEVEL] > levels)

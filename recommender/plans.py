@@ -15,7 +15,7 @@ Plans are encoded as a float matrix with one column per plan component
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -114,9 +114,9 @@ own exercise 3 days (of 2–4), 30 minutes, for 8 weeks."""
 def guideline_plan_for(massage_allowed: bool, max_level: int = 3) -> Plan:
     """The guideline plan with massage removed or softened where the gate requires."""
     if not massage_allowed or max_level < 1:
-        return Plan(0, "none", 2, 3, 30, 8)
+        return replace(GUIDELINE_PLAN, massage_sessions_per_week=0, massage_intensity="none")
     level = min(INTENSITY_LEVEL[GUIDELINE_PLAN.massage_intensity], max_level)
-    return Plan(2, INTENSITIES[level], 2, 3, 30, 8)
+    return replace(GUIDELINE_PLAN, massage_intensity=INTENSITIES[level])
 
 
 class PlanSpace:

@@ -23,7 +23,6 @@ from .plans import (
     M_SESSIONS,
     PLAN_SPACE,
     TRAINING,
-    encode_frame,
     encoded_to_frame,
 )
 
@@ -101,9 +100,7 @@ class SimulatedCohort:
         for start in range(0, len(self.truth), chunk):
             sl = slice(start, start + chunk)
             values = expected_reduction(self.truth.iloc[sl], grid, self.scenario)
-            allowed = (grid[None, :, M_SESSIONS] == 0) | (
-                grid[None, :, M_LEVEL] <= levels[sl, None]
-            )
+            allowed = gate.allowed_matrix(levels[sl], grid)
             values = np.where(allowed, values, -np.inf)
             best_idx[sl] = values.argmax(axis=1)
             best_val[sl] = values.max(axis=1)
@@ -438,8 +435,3 @@ def _identities(n: int, rng: np.random.Generator, seed: int):
             first[i] = first[rng.integers(0, i)]
     return ([f"S{seed}-E{i + 1:06d}" for i in range(n)],
             [f"S{seed}-P{p + 1:06d}" for p in first], first)
-
-
-def historical_plans(cohort: SimulatedCohort) -> np.ndarray:
-    """The encoded plans therapists chose in a simulated history."""
-    return encode_frame(cohort.episodes)

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from .. import gate
 from ..accounts import Actor
-from ..artifacts import load_model, read_card, save_model
+from ..artifacts import ArtifactError, load_model, read_card, save_model, sha256_file
 from ..audit import canonical_json
 from ..contract import Kind
 from ..csv_io import read_episodes, to_csv_bytes
@@ -129,6 +129,16 @@ class RegistryMixin(ServiceBase):
         self.require(actor, Action.EVALUATE, f"model:v{version}")
         return self.promotion_verdict(version)
 
+    def _candidate_evaluation(self, candidate: ModelVersion, rows: pd.DataFrame) -> dict:
+        """The held-out evaluation made when the version was trained (same model, same rows),
+        once its artifact is confirmed unchanged; computed afresh only when none was stored."""
+        stored = candidate.card.get("holdout", {})
+        if "violations" in stored:
+            if sha256_file(candidate.artifact_path) != candidate.artifact_sha256:
+                raise ArtifactError(f"{candidate.artifact_path}: SHA-256 does not match the registry")
+            return {k: stored[k] for k in ("value", "ci_low", "ci_high", "violations")}
+        return self._evaluate_on(self.load_version(candidate), rows)
+
     def promotion_verdict(self, version: int) -> PromotionVerdict:
         """The promotion gate: no gate violation on the held-out cohort, and a policy value not
         below the current model's confidence interval on that same cohort."""
@@ -138,7 +148,7 @@ class RegistryMixin(ServiceBase):
                 raise ValueError(f"no model version {version}")
             current = self._current(s)
         rows = self._holdout_rows(candidate)
-        cand = self._evaluate_on(self.load_version(candidate), rows)
+        cand = self._candidate_evaluation(candidate, rows)
         if current is None or current.version == version:
             passed = cand["violations"] == 0
             return PromotionVerdict(passed, cand["violations"], cand["value"],
