@@ -6,22 +6,12 @@ import time
 
 import streamlit as st
 
-from recommender import demo
-from recommender.accounts import SignInFailed
-from recommender.ui import idle_timeout_seconds, is_idle, service, touch
+from recommender.devtools import demo
+from recommender.services.identity import SignInFailed
+from recommender.web.navigation import ROLE_PAGES
+from recommender.web.ui import idle_timeout_seconds, is_idle, service, touch
 
 st.set_page_config(page_title="Pain plan recommender", page_icon="🩺", layout="wide")
-
-PAGES = {
-    "therapist": [("app_pages/plan.py", "Plan treatment", "🩺"),
-                  ("app_pages/followup.py", "Record follow-up", "📋")],
-    "data_staff": [("app_pages/data_import.py", "Import data", "📥"),
-                   ("app_pages/data_models.py", "Train and evaluate", "🧪")],
-    "supervisor": [("app_pages/audit_log.py", "Audit log", "🔏"),
-                   ("app_pages/oversight.py", "Oversight", "📊"),
-                   ("app_pages/model_registry.py", "Models", "🗂️")],
-    "admin": [("app_pages/users.py", "Users and roles", "👥")],
-}
 
 
 def first_start() -> None:
@@ -78,5 +68,5 @@ else:
         if st.button("Sign out", key="sign_out"):
             sign_out()
             st.rerun()
-    pages = [st.Page(path, title=title, icon=icon) for path, title, icon in PAGES[actor.role]]
+    pages = [st.Page(spec.path, title=spec.title, icon=spec.icon) for spec in ROLE_PAGES[actor.role]]
     st.navigation(pages).run()

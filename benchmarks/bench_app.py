@@ -33,9 +33,9 @@ def _ms(samples: list[float]) -> str:
 def server_side(folder: Path) -> dict:
     from streamlit.testing.v1 import AppTest
 
-    from recommender import ui
-    from recommender.accounts import Actor
-    from recommender.plans import Plan
+    from recommender.safety.plans import Plan
+    from recommender.services.identity import Actor
+    from recommender.web import ui
 
     ui.service.clear()
     svc = ui.service()
@@ -66,7 +66,7 @@ def server_side(folder: Path) -> dict:
 def browser_side(folder: Path, port: int = 8765) -> dict:
     from playwright.sync_api import sync_playwright
 
-    from recommender.demo import demo_password
+    from recommender.devtools.demo import demo_password
 
     env = {**os.environ, "RECOMMENDER_DATA_DIR": str(folder / "data"),
            "RECOMMENDER_MODEL_DIR": str(folder / "models")}
@@ -109,7 +109,7 @@ def browser_side(folder: Path, port: int = 8765) -> dict:
 
 
 def main() -> int:
-    from recommender.demo import seed
+    from recommender.devtools.demo import seed
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

@@ -41,8 +41,8 @@ def _peak_rss_mb() -> float:
 
 
 def _data(scenario: str, n_train: int, train_seed: int, test_seed: int):
-    from recommender.csv_io import read_episodes, to_csv_bytes
-    from recommender.simulator import simulate
+    from recommender.contract.csv_io import read_episodes, to_csv_bytes
+    from recommender.devtools.simulator import simulate
 
     train = simulate(n_train, seed=train_seed, scenario=scenario)
     test = simulate(N_TEST, seed=test_seed, scenario=scenario)
@@ -56,7 +56,7 @@ class _Guideline:
         return self
 
     def recommend(self, intakes):
-        from recommender.evaluation import guideline_plans
+        from recommender.model.evaluation import guideline_plans
 
         return guideline_plans(intakes)
 
@@ -67,8 +67,8 @@ class _HGBSLearner:
     def fit(self, train):
         from sklearn.ensemble import HistGradientBoostingRegressor
 
-        from recommender.features import PatientFeaturizer
-        from recommender.plans import encode_frame
+        from recommender.model.features import PatientFeaturizer
+        from recommender.safety.plans import encode_frame
 
         obs = train["followup_pain_score"].notna().to_numpy()
         self.featurizer = PatientFeaturizer.fit(train)
@@ -79,8 +79,8 @@ class _HGBSLearner:
         return self
 
     def recommend(self, intakes):
-        from recommender import gate
-        from recommender.plans import PLAN_SPACE
+        from recommender.safety import gate
+        from recommender.safety.plans import PLAN_SPACE
 
         grid = PLAN_SPACE.matrix
         Xp = self.featurizer.transform(intakes)
@@ -105,8 +105,8 @@ class _CausalForest:
         from sklearn.ensemble import HistGradientBoostingRegressor
         from sklearn.multioutput import MultiOutputRegressor
 
-        from recommender.features import PatientFeaturizer
-        from recommender.plans import encode_frame
+        from recommender.model.features import PatientFeaturizer
+        from recommender.safety.plans import encode_frame
 
         obs = train["followup_pain_score"].notna().to_numpy()
         self.featurizer = PatientFeaturizer.fit(train)
@@ -121,8 +121,8 @@ class _CausalForest:
         return self
 
     def recommend(self, intakes):
-        from recommender import gate
-        from recommender.plans import PLAN_SPACE
+        from recommender.safety import gate
+        from recommender.safety.plans import PLAN_SPACE
 
         grid = PLAN_SPACE.matrix
         theta = self.model.const_marginal_effect(self.featurizer.transform(intakes))  # (n, d_T)
@@ -134,7 +134,7 @@ class _CausalForest:
 
 class _Ours:
     def fit(self, train):
-        from recommender.engine import TreatmentRecommender
+        from recommender.model.engine import TreatmentRecommender
 
         self.model = TreatmentRecommender().fit(train)
         return self
@@ -154,8 +154,8 @@ def _make(method: str):
 
 def run_method(method: str, scenario: str, n_train: int, train_seed: int, test_seed: int) -> dict:
     """Train, recommend and score one method (runs in its own process)."""
-    from recommender import gate
-    from recommender.plans import encode_frame
+    from recommender.safety import gate
+    from recommender.safety.plans import encode_frame
 
     train, cohort, test = _data(scenario, n_train, train_seed, test_seed)
     runner = _make(method)
@@ -198,10 +198,10 @@ def run_method(method: str, scenario: str, n_train: int, train_seed: int, test_s
 def _honesty(runner: _Ours, scenario: str, seed: int) -> dict:
     """On N_HONESTY new patients: interval coverage for observed and recommended plans, and
     the doubly-robust policy value against the exact one."""
-    from recommender.csv_io import read_episodes, to_csv_bytes
-    from recommender.evaluation import DoublyRobust
-    from recommender.plans import encode_frame
-    from recommender.simulator import simulate
+    from recommender.contract.csv_io import read_episodes, to_csv_bytes
+    from recommender.devtools.simulator import simulate
+    from recommender.model.evaluation import DoublyRobust
+    from recommender.safety.plans import encode_frame
 
     cohort = simulate(N_HONESTY, seed=seed, scenario=scenario)
     episodes = read_episodes(to_csv_bytes(cohort.episodes), "training").frame

@@ -1,17 +1,82 @@
-"""Where things live, from environment variables with working defaults under the current folder."""
+"""Every setting of an installation, in one typed object read from ``RECOMMENDER_*`` variables.
+
+pydantic-settings parses and checks the environment (a bad number is refused
+with the variable's name), so no module reads ``os.environ`` itself.  Settings
+are read afresh on each call of :func:`get_settings`: they are cheap to build,
+and tests and the CLI can change the environment between calls.
+"""
 
 from __future__ import annotations
 
-import os
+import math
 from pathlib import Path
 
-DATA_DIR_ENV = "RECOMMENDER_DATA_DIR"  # database, audit key and chain head
-MODEL_DIR_ENV = "RECOMMENDER_MODEL_DIR"  # model artifacts and their cards
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "RECOMMENDER_"
 
 
-def data_dir() -> Path:
-    return Path(os.environ.get(DATA_DIR_ENV) or Path.cwd() / "data")
+class SettingsError(ValueError):
+    """A ``RECOMMENDER_*`` variable holds a value that cannot be used."""
 
 
-def model_dir() -> Path:
-    return Path(os.environ.get(MODEL_DIR_ENV) or Path.cwd() / "models")
+class Settings(BaseSettings):
+    """Where things live and how the installation behaves."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    data_dir: Path = Field(default_factory=lambda: Path.cwd() / "data",
+                           description="Folder of the SQLite database, the audit key and the chain head.")
+    model_dir: Path = Field(default_factory=lambda: Path.cwd() / "models",
+                            description="Folder of model artifacts and their cards.")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in the data folder. "
+                                                       "PostgreSQL: `postgresql+psycopg://user@host/db`.")
+    audit_key_file: Path | None = Field(None, description="HMAC key of the audit chain; default "
+                                                          "`audit.key` in the data folder. Keep it off the database host.")
+    audit_head_file: Path | None = Field(None, description="Chain head kept outside the database; "
+                                                           "default `audit-head.json` in the data folder.")
+    max_file_mb: float = Field(50.0, description="Largest contract file accepted, in MB.")
+    idle_minutes: float = Field(15.0, description="Idle minutes before the app signs a user out.")
+    demo_episodes: int = Field(4000, description="Simulated past episodes seeded into a new demo clinic.")
+    password: SecretStr | None = Field(None, description="CLI: password of `--user` (else a prompt).")
+    new_password: SecretStr | None = Field(None, description="CLI: the new password for `users add` "
+                                                             "and `users reset-password` (else a prompt).")
+
+    @field_validator("max_file_mb", "idle_minutes")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if not math.isfinite(value) or value <= 0:
+            raise ValueError("must be a positive number")
+        return value
+
+    @property
+    def resolved_audit_key_file(self) -> Path:
+        return self.audit_key_file or self.data_dir / "audit.key"
+
+    @property
+    def resolved_audit_head_file(self) -> Path:
+        return self.audit_head_file or self.data_dir / "audit-head.json"
+
+
+def get_settings() -> Settings:
+    """The settings now in force; a bad variable raises :class:`SettingsError` naming it."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(f"{ENV_PREFIX}{str(e['loc'][0]).upper()}: {e['msg']}" for e in exc.errors())
+        raise SettingsError(f"invalid setting: {problems}") from None
+
+
+def env_name(field: str) -> str:
+    return ENV_PREFIX + field.upper()
+
+
+def settings_table() -> str:
+    """The README's settings table, generated from the fields above (a test keeps them equal)."""
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    defaults = {"data_dir": "`./data`", "model_dir": "`./models`"}
+    for name, field in Settings.model_fields.items():
+        default = defaults.get(name) or ("—" if field.default is None else f"`{field.default}`")
+        lines.append(f"| `{env_name(name)}` | {default} | {field.description} |")
+    return "\n".join(lines)

@@ -14,14 +14,14 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 @pytest.fixture(scope="session")
 def small_cohort():
-    from recommender.simulator import simulate
+    from recommender.devtools.simulator import simulate
 
     return simulate(400, seed=7)
 
 
 @pytest.fixture(scope="session")
 def training_csv(tmp_path_factory, small_cohort):
-    from recommender.csv_io import write_csv
+    from recommender.contract.csv_io import write_csv
 
     path = tmp_path_factory.mktemp("data") / "train.csv"
     write_csv(small_cohort.episodes, path)
@@ -31,9 +31,9 @@ def training_csv(tmp_path_factory, small_cohort):
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory):
     """A model trained on 3,000 simulated episodes, saved with its card."""
-    from recommender.csv_io import read_episodes, write_csv
-    from recommender.simulator import simulate
-    from recommender.training import train_from_file
+    from recommender.contract.csv_io import read_episodes, write_csv
+    from recommender.devtools.simulator import simulate
+    from recommender.model.training import train_from_file
 
     folder = tmp_path_factory.mktemp("model")
     cohort = simulate(3000, seed=21)
@@ -41,7 +41,7 @@ def trained(tmp_path_factory):
     write_csv(cohort.episodes, path)
     parsed = read_episodes(path, "training")
     card = train_from_file(path, parsed, folder / "model.joblib", seed=0)
-    from recommender.artifacts import load_model
+    from recommender.model.artifacts import load_model
 
     model, _ = load_model(folder / "model.joblib")
     return {"model": model, "card": card, "path": folder / "model.joblib", "train_csv": path,
@@ -50,14 +50,14 @@ def trained(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def test_cohort():
-    from recommender.simulator import simulate
+    from recommender.devtools.simulator import simulate
 
     return simulate(300, seed=99)
 
 
 @pytest.fixture(scope="session")
 def typed_test_rows(test_cohort):
-    from recommender.csv_io import read_episodes, to_csv_bytes
+    from recommender.contract.csv_io import read_episodes, to_csv_bytes
 
     return read_episodes(to_csv_bytes(test_cohort.episodes), "training").frame
 
@@ -114,10 +114,10 @@ def backend_url(request, tmp_path):
 
 def make_service(url: str, tmp_path, model_path=None):
     """Upgraded database, demo-like users of every role, and (optionally) a current model."""
-    from recommender.accounts import SYSTEM
-    from recommender.audit import AuditTrail
-    from recommender.db import Database
-    from recommender.service import ClinicService
+    from recommender.services import ClinicService
+    from recommender.services.identity import SYSTEM
+    from recommender.storage.audit import AuditTrail
+    from recommender.storage.database import Database
 
     db = Database(url)
     db.upgrade()
@@ -147,8 +147,8 @@ def sqlite_service(tmp_path, trained):
 
 def intake_dict(cohort, i: int = 0, **changes) -> dict:
     """A contract intake (as form values) from a simulated cohort row."""
-    from recommender.contract import INTAKE_COLUMNS
-    from recommender.csv_io import format_cell
+    from recommender.contract.columns import INTAKE_COLUMNS
+    from recommender.contract.csv_io import format_cell
 
     row = cohort.episodes.iloc[i]
     out = {c: format_cell(row[c]) for c in INTAKE_COLUMNS if c in row.index}
@@ -159,7 +159,7 @@ def intake_dict(cohort, i: int = 0, **changes) -> dict:
 @pytest.fixture(scope="session")
 def demo_dir(tmp_path_factory):
     """A seeded demo clinic (small history, so the suite stays quick)."""
-    from recommender.demo import seed
+    from recommender.devtools.demo import seed
 
     folder = tmp_path_factory.mktemp("demo")
     env = {"RECOMMENDER_DATA_DIR": str(folder / "data"), "RECOMMENDER_MODEL_DIR": str(folder / "models")}
@@ -181,7 +181,7 @@ def demo_env(demo_dir, monkeypatch):
     monkeypatch.setenv("RECOMMENDER_DATA_DIR", str(demo_dir / "data"))
     monkeypatch.setenv("RECOMMENDER_MODEL_DIR", str(demo_dir / "models"))
     monkeypatch.delenv("RECOMMENDER_DATABASE_URL", raising=False)
-    from recommender import ui
+    from recommender.web import ui
 
     ui.service.clear()
     yield demo_dir

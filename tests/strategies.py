@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from recommender.contract import ACTIVITY_LEVELS, PAIN_CAUSES, REGIONS, SEXES, TOLERANCES
-from recommender.plans import PLAN_SPACE, Plan
+from recommender.contract.columns import (
+    ACTIVITY_LEVELS,
+    PAIN_CAUSES,
+    REGIONS,
+    SEXES,
+    TOLERANCES,
+)
+from recommender.safety.plans import PLAN_SPACE, Plan
 
 region_sets = st.frozensets(st.sampled_from(REGIONS), max_size=3)
 maybe_bool = st.one_of(st.none(), st.booleans())

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from recommender.accounts import Actor
-from recommender.demo import PHLEBITIS_EPISODE, demo_password
+from recommender.devtools.demo import PHLEBITIS_EPISODE, demo_password
+from recommender.services.identity import Actor
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
@@ -69,7 +69,7 @@ def test_therapist_recommend_tune_accept_once(demo_env):
     next(b for b in at.button if b.label == "Accept plan").click().run()
     next(b for b in at.button if b.label == "Accept plan").click().run()  # double click
     assert any("Accepted (decision" in s.value for s in at.success)
-    from recommender.ui import service
+    from recommender.web.ui import service
 
     decisions = service().decisions_frame(Actor("supervisor", "supervisor"))
     assert (decisions["episode_id"] == "DEMO-0002").sum() == 1
@@ -97,11 +97,11 @@ def test_new_intake_errors_beside_fields(demo_env):
 
 
 @pytest.mark.parametrize("role, visible, hidden", [
-    ("therapist", ["Plan treatment"], ["app_pages/data_import.py", "app_pages/audit_log.py",
-                                       "app_pages/users.py"]),
-    ("data_staff", ["Import data"], ["app_pages/plan.py", "app_pages/audit_log.py"]),
-    ("supervisor", ["Audit log"], ["app_pages/plan.py", "app_pages/users.py"]),
-    ("admin", ["Users and roles"], ["app_pages/plan.py", "app_pages/data_models.py"]),
+    ("therapist", ["Plan treatment"], ["recommender/web/pages/data_import.py", "recommender/web/pages/audit_log.py",
+                                       "recommender/web/pages/users.py"]),
+    ("data_staff", ["Import data"], ["recommender/web/pages/plan.py", "recommender/web/pages/audit_log.py"]),
+    ("supervisor", ["Audit log"], ["recommender/web/pages/plan.py", "recommender/web/pages/users.py"]),
+    ("admin", ["Users and roles"], ["recommender/web/pages/plan.py", "recommender/web/pages/data_models.py"]),
 ])
 def test_navigation_follows_role(demo_env, role, visible, hidden):
     at = app_as(role)
@@ -113,13 +113,13 @@ def test_navigation_follows_role(demo_env, role, visible, hidden):
 
 def test_data_staff_train_page_evaluates_and_cannot_accept(demo_env):
     at = app_as("data_staff")
-    at.switch_page("app_pages/data_models.py").run()
+    at.switch_page("recommender/web/pages/data_models.py").run()
     assert "Train and evaluate" in titles(at)
     labels = [m.label for m in at.metric]
     assert "90% interval coverage" in labels and "Mean absolute error" in labels
-    from recommender.permissions import PermissionDenied
-    from recommender.plans import GUIDELINE_PLAN
-    from recommender.ui import service
+    from recommender.safety.plans import GUIDELINE_PLAN
+    from recommender.services.permissions import PermissionDenied
+    from recommender.web.ui import service
 
     with pytest.raises(PermissionDenied):
         service().accept(Actor("datastaff", "data_staff"), 1, GUIDELINE_PLAN)
@@ -128,9 +128,9 @@ def test_data_staff_train_page_evaluates_and_cannot_accept(demo_env):
 def test_supervisor_pages(demo_env):
     at = app_as("supervisor")
     assert any("Chain verified" in s.value for s in at.success)
-    at.switch_page("app_pages/oversight.py").run()
+    at.switch_page("recommender/web/pages/oversight.py").run()
     assert "Oversight" in titles(at)
-    at.switch_page("app_pages/model_registry.py").run()
+    at.switch_page("recommender/web/pages/model_registry.py").run()
     assert "Models" in titles(at) and not at.exception
 
 

@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
-from recommender import artifacts
-from recommender.artifacts import ArtifactError, card_path, load_model
+from recommender.model import artifacts
+from recommender.model.artifacts import ArtifactError, card_path, load_model
 
 
 def _copy(trained, tmp_path):

@@ -7,8 +7,8 @@ import json
 import pandas as pd
 
 from recommender.cli import main
-from recommender.csv_io import write_csv
-from recommender.simulator import simulate
+from recommender.contract.csv_io import write_csv
+from recommender.devtools.simulator import simulate
 
 
 def test_train_refuses_invalid_rows_then_skips_them(tmp_path, capsys):

@@ -7,8 +7,8 @@ import io
 import pandas as pd
 import pytest
 
-from recommender.contract import Kind, columns_for
-from recommender.csv_io import (
+from recommender.contract.columns import Kind, columns_for
+from recommender.contract.csv_io import (
     ContractFileError,
     escape_formula,
     read_episodes,
@@ -182,7 +182,7 @@ def test_escaped_ids_round_trip(training_csv, tmp_path):
 def test_write_is_atomic_on_failure(tmp_path, monkeypatch):
     path = tmp_path / "recs.csv"
     path.write_text("old content\n")
-    import recommender.atomic as atomic
+    import recommender.contract.atomic as atomic
 
     def boom(*args, **kwargs):
         raise OSError("disk full")

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from recommender.estimator import PlanEffectRegressor
-
+from recommender.model.estimator import PlanEffectRegressor
 
 EXPECTED_FAILURES = {
     # Cross-fitting puts a duplicated row's copies in different folds, so a weight of 2

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from recommender.evaluation import DoublyRobust, evaluate, format_report
+from recommender.model.evaluation import DoublyRobust, evaluate, format_report
 
 
 def test_report_on_simulated_data(trained, test_cohort, typed_test_rows):

@@ -7,11 +7,10 @@ import inspect
 import numpy as np
 import pytest
 from hypothesis import given
-
-from recommender import gate
-from recommender.plans import PLAN_SPACE, Plan
-
 from .strategies import intakes, massage_is_contraindicated, plans
+
+from recommender.safety import gate
+from recommender.safety.plans import PLAN_SPACE, Plan
 
 BASE = {
     "pain_region": "neck",

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recommender.contract import Kind
-from recommender.csv_io import read_episodes, to_csv_bytes
-from recommender.plans import (
+from recommender.contract.columns import Kind
+from recommender.contract.csv_io import read_episodes, to_csv_bytes
+from recommender.safety.plans import (
     GUIDELINE_PLAN,
     PLAN_SPACE,
     Plan,

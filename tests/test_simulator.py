@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recommender import gate
 from recommender.cli import main
-from recommender.plans import PLAN_SPACE, encode_frame, guideline_plan_for
-from recommender.simulator import SCENARIOS, simulate
+from recommender.devtools.simulator import SCENARIOS, simulate
+from recommender.safety import gate
+from recommender.safety.plans import PLAN_SPACE, encode_frame, guideline_plan_for
 
 
 def test_deterministic_per_seed():

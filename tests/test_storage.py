@@ -7,17 +7,21 @@ import threading
 
 import pandas as pd
 import pytest
+from .conftest import PASSWORD, intake_dict
 from sqlalchemy import func, select, text
 
-from recommender import gate
-from recommender.accounts import SIGN_IN_FAILED, Actor, SignInFailed
-from recommender.db import Database, DatabaseOutOfDate
-from recommender.db.schema import Decision
-from recommender.permissions import ROLE_ACTIONS, Action, PermissionDenied, Role
-from recommender.plans import Plan
-from recommender.service import InputRejected
-
-from .conftest import PASSWORD, intake_dict
+from recommender.safety import gate
+from recommender.safety.plans import Plan
+from recommender.services import InputRejected
+from recommender.services.identity import SIGN_IN_FAILED, Actor, SignInFailed
+from recommender.services.permissions import (
+    ROLE_ACTIONS,
+    Action,
+    PermissionDenied,
+    Role,
+)
+from recommender.storage.database import Database, DatabaseOutOfDate
+from recommender.storage.schema import Decision
 
 THERAPIST = Actor("therapist", "therapist")
 DATA = Actor("data_staff", "data_staff")
@@ -102,14 +106,14 @@ def _attempt(service, actor: Actor, action: Action, episode: str, rec_id: int):
         Action.RECORD_FOLLOWUP: lambda: service.record_followup(actor, episode, {"followup_pain_score": 3}),
         Action.IMPORT: lambda: service.import_file(actor, b"x", "f.csv"),
         Action.TRAIN: lambda: service.train(actor),
-        Action.EVALUATE: lambda: service.require(actor, Action.EVALUATE),
-        Action.REQUEST_PROMOTION: lambda: service.require(actor, Action.REQUEST_PROMOTION),
+        Action.EVALUATE: lambda: service.access.require(actor, Action.EVALUATE),
+        Action.REQUEST_PROMOTION: lambda: service.access.require(actor, Action.REQUEST_PROMOTION),
         Action.ROLLBACK: lambda: service.rollback(actor),
         Action.EXPORT_TRAINING: lambda: service.export_training(actor, "/nonexistent/x.csv"),
         Action.VIEW_MODELS: lambda: service.model_versions(actor),
         Action.VIEW_AUDIT: lambda: service.verify_audit(actor),
         Action.EXPORT_AUDIT: lambda: service.export_audit(actor, "/nonexistent/x.csv"),
-        Action.PROMOTE: lambda: service.require(actor, Action.PROMOTE),
+        Action.PROMOTE: lambda: service.access.require(actor, Action.PROMOTE),
         Action.FORCE_PROMOTE: lambda: service.promote(actor, 1, force=True, reason="r"),
         Action.MANAGE_USERS: lambda: service.list_users(actor),
     }
@@ -177,8 +181,8 @@ def test_intake_validation_names_field_and_value(service, trained):
 
 
 def test_import_is_all_or_nothing_and_export_round_trips(service, tmp_path):
-    from recommender.csv_io import read_episodes, to_csv_bytes
-    from recommender.simulator import simulate
+    from recommender.contract.csv_io import read_episodes, to_csv_bytes
+    from recommender.devtools.simulator import simulate
 
     cohort = simulate(200, seed=31)
     bad = cohort.episodes.copy().astype(object)
@@ -315,11 +319,11 @@ def test_eight_writers_hundred_accepts_each(service, trained):
 
 CRASHING_WRITER = r"""
 import sys, time
-from recommender.audit import AuditTrail
-from recommender.db import Database
-from recommender.db.schema import Decision
-from recommender.service import ClinicService
-from recommender.accounts import Actor
+from recommender.storage.audit import AuditTrail
+from recommender.storage.database import Database
+from recommender.storage.schema import Decision
+from recommender.services import ClinicService
+from recommender.services.identity import Actor
 svc = ClinicService(Database(sys.argv[1]), AuditTrail(sys.argv[2], sys.argv[3]))
 with svc.db.write() as s:
     for i in range(50):
@@ -327,7 +331,7 @@ with svc.db.write() as s:
                        accepted_plan={}, differences={},
                        reason_text="", ruleset_version="x", idempotency_key=f"crash{i}",
                        decided_by="therapist"))
-        svc._log(s, Actor("therapist", "therapist"), "accept", "episode:crash")
+        svc.audit.append(s, "therapist", "therapist", "accept", "episode:crash")
     s.flush()
     print("ready", flush=True)
     time.sleep(60)
@@ -367,8 +371,8 @@ def test_kill_9_mid_transaction_leaves_no_partial_rows(service, trained, tmp_pat
 
 
 def test_registry_promotion_gate_force_and_rollback(sqlite_service, trained, tmp_path):
-    from recommender.csv_io import to_csv_bytes
-    from recommender.simulator import simulate
+    from recommender.contract.csv_io import to_csv_bytes
+    from recommender.devtools.simulator import simulate
 
     service = sqlite_service
     service.import_file(DATA, to_csv_bytes(simulate(1500, seed=41).episodes), "history.csv")
@@ -399,10 +403,10 @@ def test_registry_promotion_gate_force_and_rollback(sqlite_service, trained, tmp
     service.promote(SUPERVISOR, v2, force=True, reason="tamper check on our own copy")
     path = service.current_version().artifact_path
     assert str(tmp_path) in path  # never touch the shared fixture model
-    service._model_cache.clear()
+    service.registry._model_cache.clear()
     with open(path, "ab") as fh:
         fh.write(b"tampered")
-    from recommender.artifacts import ArtifactError
+    from recommender.model.artifacts import ArtifactError
 
     with pytest.raises(ArtifactError):
         service.current_model()

@@ -1,5 +1,4 @@
-"""What every part of the service layer shares: the database, the audit trail, the
-permission check, and the errors it raises."""
+"""What every service shares: the audited store, the permission check, and the errors they raise."""
 
 from __future__ import annotations
 
@@ -7,20 +6,16 @@ import dataclasses
 import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
-import pandas as pd
 from sqlalchemy.orm import Session
 
-from ..accounts import SYSTEM, Actor
-from ..audit import AuditTrail, canonical_json
-from ..contract import INTAKE_COLUMNS
-from ..csv_io import format_cell
-from ..db.database import Database
-from ..engine import TreatmentRecommender
-from ..permissions import Action, PermissionDenied, allowed
-from ..settings import model_dir as model_dir_default
-from ..validation import RowError
+from recommender.contract.columns import INTAKE_COLUMNS
+from recommender.contract.csv_io import format_cell
+from recommender.contract.validation import RowError
+from recommender.services.identity import SYSTEM, Actor
+from recommender.services.permissions import Action, PermissionDenied, allowed
+from recommender.storage.audit import AuditTrail, canonical_json
+from recommender.storage.database import Database
 
 OVERRIDE_REASONS = {
     "patient_preference": "Patient preference",
@@ -52,7 +47,8 @@ class PromotionVerdict:
     message: str
 
 
-def _sha(obj: object) -> str:
+def record_sha256(obj: object) -> str:
+    """Hash of a JSON record as the audit trail serialises it."""
     return hashlib.sha256(canonical_json(obj).encode()).hexdigest()
 
 
@@ -66,43 +62,53 @@ def intake_record(row: dict) -> dict:
     return out
 
 
+class AuditedStore:
+    """The database and the audit trail together.
 
-class ServiceBase:
-    """Database, audit trail, model folder, and the permission check every action starts with."""
+    Every change is made in one write transaction that also carries its audit
+    events, so a record and its audit entry exist together or not at all; the
+    chain head is published outside the database only after the commit.
+    """
 
-    def __init__(self, db: Database, audit: AuditTrail | None = None,
-                 model_dir: str | Path | None = None) -> None:
+    def __init__(self, db: Database, audit: AuditTrail) -> None:
         self.db = db
-        self.audit = audit or AuditTrail()
-        self.model_dir = Path(model_dir) if model_dir else model_dir_default()
-        self._model_cache: dict[int, TreatmentRecommender] = {}
-        self._evaluation_cache: dict[int, tuple[dict | None, pd.DataFrame]] = {}
+        self.audit = audit
 
     @contextmanager
-    def _tx(self) -> Iterator[Session]:
-        """A write transaction; the audit chain head is published outside the database
-        only after it commits."""
+    def write(self) -> Iterator[Session]:
         with self.db.write() as session:
             yield session
         head = session.info.get("audit_head")
         if head is not None:
             self.audit.publish_head(*head)
 
-    def _log(self, session, actor: Actor, action: str, target: str = "", before=None, after=None,
-             reason: str = "") -> None:
+    def read(self):
+        return self.db.read()
+
+    def log(self, session: Session, actor: Actor, action: str, target: str = "", before=None,
+            after=None, reason: str = "") -> None:
         self.audit.append(session, actor.username, actor.role, action, target, before, after, reason)
+
+
+class AccessControl:
+    """The permission check every action starts with; a denial is itself audited."""
+
+    def __init__(self, store: AuditedStore) -> None:
+        self.store = store
 
     def require(self, actor: Actor, action: Action, target: str = "") -> None:
         """Raise PermissionDenied (and audit the attempt) unless the role allows ``action``."""
         if actor.role == SYSTEM.role or allowed(actor.role, action):
             return
-        with self._tx() as s:
-            self._log(s, actor, "denied", target, after={"action": action.value},
-                      reason=f"role {actor.role} may not {action.value}")
+        with self.store.write() as s:
+            self.store.log(s, actor, "denied", target, after={"action": action.value},
+                           reason=f"role {actor.role} may not {action.value}")
         raise PermissionDenied(f"a {actor.role.replace('_', ' ')} may not {action.value.replace('_', ' ')}")
 
 
-class _AlreadyDecided(RuntimeError):
+class AlreadyDecided(RuntimeError):
+    """A concurrent request with the same idempotency key stored its decision first."""
+
     def __init__(self, key: str) -> None:
         super().__init__(key)
         self.key = key

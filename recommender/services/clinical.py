@@ -8,20 +8,40 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from .. import gate
-from ..accounts import Actor
-from ..contract import INTAKE_COLUMNS, OUTCOME, PLAN_COLUMNS, Kind
-from ..csv_io import format_cell, read_episodes, to_csv_bytes
-from ..db.schema import Decision, Episode, FollowUp, Patient, RecommendationRecord
-from ..engine import Recommendation
-from ..permissions import Action
-from ..plans import Plan
-from ..validation import parse_column
-from .base import OVERRIDE_REASONS, InputRejected, ServiceBase, _AlreadyDecided, _sha, intake_record
+from recommender.contract.columns import INTAKE_COLUMNS, OUTCOME, PLAN_COLUMNS, Kind
+from recommender.contract.csv_io import format_cell, read_episodes, to_csv_bytes
+from recommender.contract.validation import parse_column
+from recommender.model.engine import Recommendation
+from recommender.safety import gate
+from recommender.safety.plans import Plan
+from recommender.services.base import (
+    OVERRIDE_REASONS,
+    AccessControl,
+    AlreadyDecided,
+    AuditedStore,
+    InputRejected,
+    intake_record,
+    record_sha256,
+)
+from recommender.services.identity import Actor
+from recommender.services.permissions import Action
+from recommender.services.registry import RegistryService
+from recommender.storage.schema import (
+    Decision,
+    Episode,
+    FollowUp,
+    Patient,
+    RecommendationRecord,
+)
 
 
-class ClinicalMixin(ServiceBase):
+class ClinicalService:
     """Therapists' work: intake, recommend, tune, accept (gate re-checked), follow-up."""
+
+    def __init__(self, store: AuditedStore, access: AccessControl, models: RegistryService) -> None:
+        self.store = store
+        self.access = access
+        self.models = models
 
     def validate_intake(self, intake: dict) -> dict:
         """Check one intake against the contract; returns the typed row or raises InputRejected."""
@@ -33,12 +53,12 @@ class ClinicalMixin(ServiceBase):
 
     def save_intake(self, actor: Actor, intake: dict) -> str:
         """Store a new episode (and its patient); returns the episode id."""
-        self.require(actor, Action.ENTER_INTAKE)
+        self.access.require(actor, Action.ENTER_INTAKE)
         typed = self.validate_intake(intake)
         record = intake_record(typed)
-        with self._tx() as s:
+        with self.store.write() as s:
             episode = self._add_episode(s, record, actor, source="form")
-            self._log(s, actor, "intake", f"episode:{episode.episode_code}", None, record)
+            self.store.log(s, actor, "intake", f"episode:{episode.episode_code}", None, record)
         return record["episode_id"]
 
     def _add_episode(self, s, record: dict, actor: Actor, source: str,
@@ -52,15 +72,15 @@ class ClinicalMixin(ServiceBase):
             s.add(patient)
             s.flush()
         episode = Episode(episode_code=record["episode_id"], patient_id=patient.id, intake=record,
-                          intake_sha256=_sha(record), source=source, historical_plan=plan,
+                          intake_sha256=record_sha256(record), source=source, historical_plan=plan,
                           created_by=actor.username)
         s.add(episode)
         s.flush()
         return episode
 
     def intake(self, actor: Actor, episode_code: str) -> dict:
-        self.require(actor, Action.VIEW_PATIENTS, f"episode:{episode_code}")
-        with self.db.read() as s:
+        self.access.require(actor, Action.VIEW_PATIENTS, f"episode:{episode_code}")
+        with self.store.read() as s:
             return dict(self._episode(s, episode_code).intake)
 
     @staticmethod
@@ -71,8 +91,8 @@ class ClinicalMixin(ServiceBase):
         return episode
 
     def find_episodes(self, actor: Actor, text: str = "", limit: int = 50) -> pd.DataFrame:
-        self.require(actor, Action.VIEW_PATIENTS)
-        with self.db.read() as s:
+        self.access.require(actor, Action.VIEW_PATIENTS)
+        with self.store.read() as s:
             q = select(Episode.episode_code, Patient.patient_code, Episode.created_at).join(
                 Patient, Patient.id == Episode.patient_id)
             if text:
@@ -89,22 +109,22 @@ class ClinicalMixin(ServiceBase):
 
     def recommend(self, actor: Actor, episode_code: str) -> tuple[int, Recommendation]:
         """Recommend for a stored episode and record the recommendation."""
-        self.require(actor, Action.RECOMMEND, f"episode:{episode_code}")
-        version, model = self.current_model()
-        with self.db.read() as s:
+        self.access.require(actor, Action.RECOMMEND, f"episode:{episode_code}")
+        version, model = self.models.current_model()
+        with self.store.read() as s:
             episode = self._episode(s, episode_code)
             record = dict(episode.intake)
         rec = model.recommend(self.typed_intake(record))
         output = recommendation_output(rec)
-        with self._tx() as s:
+        with self.store.write() as s:
             episode = self._episode(s, episode_code)
-            row = RecommendationRecord(episode_id=episode.id, intake_sha256=_sha(record),
+            row = RecommendationRecord(episode_id=episode.id, intake_sha256=record_sha256(record),
                                        model_version=version.version,
                                        ruleset_version=rec.ruleset_version, output=output,
                                        created_by=actor.username)
             s.add(row)
             s.flush()
-            self._log(s, actor, "recommend", f"episode:{episode_code}", None,
+            self.store.log(s, actor, "recommend", f"episode:{episode_code}", None,
                       {"recommendation_id": row.id, "plan": output["ranked"][0]["plan"],
                        "model_version": version.version, "ruleset_version": rec.ruleset_version,
                        "gate_rule_ids": list(rec.gate.rule_ids)})
@@ -112,14 +132,14 @@ class ClinicalMixin(ServiceBase):
 
     def tune(self, actor: Actor, episode_code: str, plan: Plan, audit: bool = True):
         """Predicted outcome of a plan the therapist is adjusting (forbidden plans say why)."""
-        self.require(actor, Action.TUNE, f"episode:{episode_code}")
-        _, model = self.current_model()
-        with self.db.read() as s:
+        self.access.require(actor, Action.TUNE, f"episode:{episode_code}")
+        _, model = self.models.current_model()
+        with self.store.read() as s:
             record = dict(self._episode(s, episode_code).intake)
         prediction = model.predict_plans(self.typed_intake(record), [plan])[0]
         if audit:
-            with self._tx() as s:
-                self._log(s, actor, "tune", f"episode:{episode_code}", None,
+            with self.store.write() as s:
+                self.store.log(s, actor, "tune", f"episode:{episode_code}", None,
                           {"plan": plan.as_dict(), "predicted_reduction":
                            round(prediction.predicted_reduction, 2),
                            "blocked_by": list(prediction.blocked_by)})
@@ -133,21 +153,21 @@ class ClinicalMixin(ServiceBase):
         even two concurrent requests — stores one decision.  The gate is checked again here:
         no role or path can store a contraindicated plan.
         """
-        self.require(actor, Action.ACCEPT, f"recommendation:{recommendation_id}")
+        self.access.require(actor, Action.ACCEPT, f"recommendation:{recommendation_id}")
         key = idempotency_key or f"recommendation:{recommendation_id}"
         try:
             return self._accept(actor, recommendation_id, plan, reason_code, reason_text, key)
-        except _AlreadyDecided:  # a concurrent request with the same key stored it first
-            with self.db.read() as s:
+        except AlreadyDecided:  # a concurrent request with the same key stored it first
+            with self.store.read() as s:
                 return s.execute(select(Decision.id).where(Decision.idempotency_key == key)).scalar_one()
 
     def _accept(self, actor: Actor, recommendation_id: int, plan: Plan, reason_code: str | None,
                 reason_text: str, key: str) -> int:
-        with self.db.read() as s:
+        with self.store.read() as s:
             existing = s.execute(select(Decision).where(Decision.idempotency_key == key)).scalar_one_or_none()
             if existing is not None:
                 return existing.id
-        with self._tx() as s:
+        with self.store.write() as s:
             rec = s.get(RecommendationRecord, recommendation_id)
             if rec is None:
                 raise ValueError(f"no recommendation {recommendation_id}")
@@ -172,8 +192,8 @@ class ClinicalMixin(ServiceBase):
             try:
                 s.flush()
             except IntegrityError:  # a concurrent double click won the race
-                raise _AlreadyDecided(key) from None
-            self._log(s, actor, "override" if diff else "accept", f"episode:{episode.episode_code}",
+                raise AlreadyDecided(key) from None
+            self.store.log(s, actor, "override" if diff else "accept", f"episode:{episode.episode_code}",
                       {"plan": recommended}, {"plan": accepted, "decision_id": decision.id,
                                               "differences": diff},
                       reason=(OVERRIDE_REASONS.get(reason_code or "", "") + (
@@ -182,7 +202,7 @@ class ClinicalMixin(ServiceBase):
 
     def record_followup(self, actor: Actor, episode_code: str, outcome: dict,
                         lost_to_followup: bool = False) -> None:
-        self.require(actor, Action.RECORD_FOLLOWUP, f"episode:{episode_code}")
+        self.access.require(actor, Action.RECORD_FOLLOWUP, f"episode:{episode_code}")
         columns = {c.name: c for c in OUTCOME}
         unknown = set(outcome) - set(columns)
         if unknown:
@@ -199,7 +219,7 @@ class ClinicalMixin(ServiceBase):
         clean = {k: format_cell(v) if v is not None else None for k, v in outcome.items()}
         if lost_to_followup:
             clean["followup_pain_score"] = None
-        with self._tx() as s:
+        with self.store.write() as s:
             episode = self._episode(s, episode_code)
             existing = s.execute(select(FollowUp).where(FollowUp.episode_id == episode.id)).scalar_one_or_none()
             before = None if existing is None else {"outcome": existing.outcome,
@@ -209,7 +229,7 @@ class ClinicalMixin(ServiceBase):
                                recorded_by=actor.username))
             else:
                 existing.outcome, existing.lost_to_followup = clean, lost_to_followup
-            self._log(s, actor, "followup", f"episode:{episode_code}", before,
+            self.store.log(s, actor, "followup", f"episode:{episode_code}", before,
                       {"outcome": clean, "lost": lost_to_followup})
 
 

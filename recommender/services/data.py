@@ -8,23 +8,45 @@ from pathlib import Path
 import pandas as pd
 from sqlalchemy import select
 
-from ..accounts import Actor
-from ..atomic import atomic_write_bytes
-from ..contract import OUTCOME, PLAN_COLUMNS, Kind, columns_for
-from ..csv_io import EpisodeFile, format_cell, read_episodes, to_csv_bytes
-from ..db.schema import DataImport, Decision, Episode, FollowUp, Patient, utcnow
-from ..permissions import Action
-from ..validation import RowError
-from .base import InputRejected, ServiceBase, _sha, intake_record
+from recommender.contract.atomic import atomic_write_bytes
+from recommender.contract.columns import OUTCOME, PLAN_COLUMNS, Kind, columns_for
+from recommender.contract.csv_io import (
+    EpisodeFile,
+    format_cell,
+    read_episodes,
+    to_csv_bytes,
+)
+from recommender.contract.validation import RowError
+from recommender.services.base import (
+    AccessControl,
+    AuditedStore,
+    InputRejected,
+    intake_record,
+    record_sha256,
+)
+from recommender.services.identity import Actor
+from recommender.services.permissions import Action
+from recommender.storage.schema import (
+    DataImport,
+    Decision,
+    Episode,
+    FollowUp,
+    Patient,
+    utcnow,
+)
 
 
-class DataMixin(ServiceBase):
+class DataService:
     """Data staff's files: all-or-nothing import of contract files, export of training files."""
+
+    def __init__(self, store: AuditedStore, access: AccessControl) -> None:
+        self.store = store
+        self.access = access
 
     def import_file(self, actor: Actor, data: bytes, file_name: str,
                     kind: str = "training") -> tuple[int, EpisodeFile]:
         """Import a contract file, all rows or none; returns (import id, parsed file)."""
-        self.require(actor, Action.IMPORT, f"file:{file_name}")
+        self.access.require(actor, Action.IMPORT, f"file:{file_name}")
         digest = hashlib.sha256(data).hexdigest()
         parsed = read_episodes(data, kind)
         if not parsed.report.valid:
@@ -32,7 +54,7 @@ class DataMixin(ServiceBase):
             raise InputRejected(f"{file_name}: {len(parsed.report.bad_rows)} invalid row(s); "
                                 "nothing was imported", parsed.report.errors)
         frame = parsed.frame
-        with self._tx() as s:
+        with self.store.write() as s:
             codes = set(frame["episode_id"])
             clash = set(s.execute(select(Episode.episode_code).where(Episode.episode_code.in_(codes))
                                   ).scalars())
@@ -47,7 +69,7 @@ class DataMixin(ServiceBase):
             s.add(imp)
             s.flush()
             self._bulk_insert(s, frame, kind, imp.id, actor)
-            self._log(s, actor, "import", f"file:{file_name}", None,
+            self.store.log(s, actor, "import", f"file:{file_name}", None,
                       {"import_id": imp.id, "sha256": digest, "rows": len(frame), "kind": kind})
             return imp.id, parsed
 
@@ -55,12 +77,12 @@ class DataMixin(ServiceBase):
                                 parsed: EpisodeFile) -> None:
         """A refused file is still recorded (no episode rows): who tried what, and why not."""
         bad = len(parsed.report.bad_rows)
-        with self._tx() as s:
+        with self.store.write() as s:
             imp = DataImport(file_name=file_name[:255], file_sha256=digest, kind=kind, rows_accepted=0,
                              rows_rejected=bad, imported_by=actor.username)
             s.add(imp)
             s.flush()
-            self._log(s, actor, "import", f"file:{file_name}", None,
+            self.store.log(s, actor, "import", f"file:{file_name}", None,
                       {"import_id": imp.id, "sha256": digest, "rows": parsed.report.n_rows,
                        "rejected_rows": bad, "kind": kind},
                       reason=f"refused: {len(parsed.report.errors)} invalid value(s) in {bad} row(s)")
@@ -79,7 +101,7 @@ class DataMixin(ServiceBase):
             intake = intake_record(r)
             plan = {c: format_cell(r[c]) for c in PLAN_COLUMNS} if kind == "training" else None
             episodes.append({"episode_code": r["episode_id"], "patient_id": patients[r["patient_id"]],
-                             "intake": intake, "intake_sha256": _sha(intake),
+                             "intake": intake, "intake_sha256": record_sha256(intake),
                              "source": f"import:{import_id}", "historical_plan": plan,
                              "created_by": actor.username, "created_at": utcnow()})
         s.execute(Episode.__table__.insert(), episodes)
@@ -98,7 +120,7 @@ class DataMixin(ServiceBase):
     def training_frame(self) -> pd.DataFrame:
         """Contract training rows from recorded episodes: imported history plus decisions
         with a recorded follow-up (or loss to follow-up).  Pending episodes are left out."""
-        with self.db.read() as s:
+        with self.store.read() as s:
             rows = s.execute(
                 select(Episode, FollowUp).join(FollowUp, FollowUp.episode_id == Episode.id)
                 .order_by(Episode.id)).all()
@@ -118,7 +140,7 @@ class DataMixin(ServiceBase):
         return frame[[c for c in names if c in frame]] if len(frame) else pd.DataFrame(columns=names)
 
     def export_training(self, actor: Actor, path: str | Path) -> int:
-        self.require(actor, Action.EXPORT_TRAINING, f"file:{Path(path).name}")
+        self.access.require(actor, Action.EXPORT_TRAINING, f"file:{Path(path).name}")
         frame = self.training_frame()
         data = to_csv_bytes(frame)
         # re-read through the contract reader: we only hand out files we would accept
@@ -127,9 +149,9 @@ class DataMixin(ServiceBase):
             if not check.report.valid:
                 raise InputRejected("recorded data does not form a valid training file",
                                     check.report.errors)
-        with self._tx() as s:
+        with self.store.write() as s:
             atomic_write_bytes(path, data)
-            self._log(s, actor, "export", f"file:{Path(path).name}", None,
+            self.store.log(s, actor, "export", f"file:{Path(path).name}", None,
                       {"rows": len(frame), "sha256": hashlib.sha256(data).hexdigest()})
         return len(frame)
 

@@ -8,38 +8,42 @@ from pathlib import Path
 import pandas as pd
 from sqlalchemy import select
 
-from ..accounts import Actor
-from ..audit import VerifyResult
-from ..db.schema import Decision, Episode, FollowUp, RecommendationRecord
-from ..permissions import Action
-from .base import ServiceBase
+from recommender.services.base import AccessControl, AuditedStore
+from recommender.services.identity import Actor
+from recommender.services.permissions import Action
+from recommender.storage.audit import VerifyResult
+from recommender.storage.schema import Decision, Episode, FollowUp, RecommendationRecord
 
 
-class OversightMixin(ServiceBase):
+class OversightService:
     """Supervisors' reading: the audit trail (verify, list, export) and decision statistics."""
 
+    def __init__(self, store: AuditedStore, access: AccessControl) -> None:
+        self.store = store
+        self.access = access
+
     def verify_audit(self, actor: Actor) -> VerifyResult:
-        self.require(actor, Action.VIEW_AUDIT)
-        with self.db.read() as s:
-            return self.audit.verify(s)
+        self.access.require(actor, Action.VIEW_AUDIT)
+        with self.store.read() as s:
+            return self.store.audit.verify(s)
 
     def audit_events(self, actor: Actor) -> pd.DataFrame:
-        self.require(actor, Action.VIEW_AUDIT)
-        with self.db.read() as s:
-            return self.audit.events_frame(s)
+        self.access.require(actor, Action.VIEW_AUDIT)
+        with self.store.read() as s:
+            return self.store.audit.events_frame(s)
 
     def export_audit(self, actor: Actor, path: str | Path) -> int:
-        self.require(actor, Action.EXPORT_AUDIT, f"file:{Path(path).name}")
-        with self.db.read() as s:
-            n = self.audit.export_csv(s, path)
-        with self._tx() as s:
-            self._log(s, actor, "export", f"file:{Path(path).name}", None, {"audit_events": n})
+        self.access.require(actor, Action.EXPORT_AUDIT, f"file:{Path(path).name}")
+        with self.store.read() as s:
+            n = self.store.audit.export_csv(s, path)
+        with self.store.write() as s:
+            self.store.log(s, actor, "export", f"file:{Path(path).name}", None, {"audit_events": n})
         return n
 
     def decisions_frame(self, actor: Actor) -> pd.DataFrame:
         """Decisions with their recommendation, for supervisors' statistics."""
-        self.require(actor, Action.VIEW_AUDIT)
-        with self.db.read() as s:
+        self.access.require(actor, Action.VIEW_AUDIT)
+        with self.store.read() as s:
             rows = s.execute(select(Decision, RecommendationRecord, Episode)
                              .join(RecommendationRecord, RecommendationRecord.id == Decision.recommendation_id)
                              .join(Episode, Episode.id == Decision.episode_id)).all()

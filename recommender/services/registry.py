@@ -11,26 +11,47 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import func, select
 
-from .. import gate
-from ..accounts import Actor
-from ..artifacts import ArtifactError, load_model, read_card, save_model, sha256_file
-from ..audit import canonical_json
-from ..contract import Kind
-from ..csv_io import read_episodes, to_csv_bytes
-from ..db.schema import ModelVersion, Promotion
-from ..engine import TreatmentRecommender
-from ..evaluation import DoublyRobust, evaluate
-from ..permissions import Action, Role
-from ..plans import encode_frame
-from ..training import model_card
-from .base import ALIAS, InputRejected, PromotionVerdict, ServiceBase
+from recommender.contract.columns import Kind
+from recommender.contract.csv_io import read_episodes, to_csv_bytes
+from recommender.model.artifacts import (
+    ArtifactError,
+    load_model,
+    read_card,
+    save_model,
+    sha256_file,
+)
+from recommender.model.engine import TreatmentRecommender
+from recommender.model.evaluation import DoublyRobust, evaluate
+from recommender.model.training import model_card
+from recommender.safety import gate
+from recommender.safety.plans import encode_frame
+from recommender.services.base import (
+    ALIAS,
+    AccessControl,
+    AuditedStore,
+    InputRejected,
+    PromotionVerdict,
+)
+from recommender.services.data import DataService
+from recommender.services.identity import Actor
+from recommender.services.permissions import Action, Role
+from recommender.storage.audit import canonical_json
+from recommender.storage.schema import ModelVersion, Promotion
 
 
-class RegistryMixin(ServiceBase):
+class RegistryService:
     """Model registry: train and register versions, the promotion gate, promote and roll back."""
 
+    def __init__(self, store: AuditedStore, access: AccessControl, history: DataService, model_dir: Path) -> None:
+        self.store = store
+        self.access = access
+        self.history = history
+        self.model_dir = Path(model_dir)
+        self._model_cache: dict[int, TreatmentRecommender] = {}
+        self._evaluation_cache: dict[int, tuple[dict | None, pd.DataFrame]] = {}
+
     def current_version(self) -> ModelVersion | None:
-        with self.db.read() as s:
+        with self.store.read() as s:
             return self._current(s)
 
     def _current(self, s) -> ModelVersion | None:
@@ -53,8 +74,8 @@ class RegistryMixin(ServiceBase):
 
     def train(self, actor: Actor, seed: int = 0, progress=None, holdout: float = 0.2) -> int:
         """Train on the recorded history, hold out a cohort for the promotion gate, register."""
-        self.require(actor, Action.TRAIN)
-        frame = self.training_frame()
+        self.access.require(actor, Action.TRAIN)
+        frame = self.history.training_frame()
         if len(frame) == 0:
             raise ValueError("no recorded episodes with outcomes to train on")
         data = to_csv_bytes(frame)
@@ -70,7 +91,7 @@ class RegistryMixin(ServiceBase):
         verdict = self._evaluate_on(model, held_rows)
         card = model_card(model, parsed, "database export", hashlib.sha256(data).hexdigest(), seed)
         card["holdout"] = {"episodes": list(held_rows["episode_id"]), "share": holdout, **verdict}
-        with self._tx() as s:
+        with self.store.write() as s:
             version = (s.execute(select(func.max(ModelVersion.version))).scalar() or 0) + 1
             path = self.model_dir / f"model-v{version}.joblib"
             card = save_model(model, path, {**card, "version": version})
@@ -78,7 +99,7 @@ class RegistryMixin(ServiceBase):
                                artifact_sha256=card["artifact_sha256"], card=card,
                                policy_value=verdict["value"], policy_value_low=verdict["ci_low"],
                                policy_value_high=verdict["ci_high"], created_by=actor.username))
-            self._log(s, actor, "train", f"model:v{version}", None,
+            self.store.log(s, actor, "train", f"model:v{version}", None,
                       {"version": version, "sha256": card["artifact_sha256"],
                        "rows": len(rows), "holdout_rows": len(held_rows), **verdict})
         return version
@@ -95,7 +116,7 @@ class RegistryMixin(ServiceBase):
 
     def _holdout_rows(self, candidate: ModelVersion) -> pd.DataFrame:
         held_codes = set(candidate.card.get("holdout", {}).get("episodes", []))
-        frame = self.training_frame()
+        frame = self.history.training_frame()
         if not held_codes or not len(frame):
             return frame.iloc[0:0]
         rows = read_episodes(to_csv_bytes(frame), Kind.TRAINING).valid_rows()
@@ -103,13 +124,13 @@ class RegistryMixin(ServiceBase):
 
     def evaluate_version(self, actor: Actor, version: int) -> tuple[dict | None, pd.DataFrame]:
         """Evaluation report on the version's held-out cohort, and per-episode predictions."""
-        self.require(actor, Action.EVALUATE, f"model:v{version}")
+        self.access.require(actor, Action.EVALUATE, f"model:v{version}")
         if version not in self._evaluation_cache:  # a version and its held-out cohort never change
             self._evaluation_cache[version] = self._evaluate_version(version)
         return self._evaluation_cache[version]
 
     def _evaluate_version(self, version: int) -> tuple[dict | None, pd.DataFrame]:
-        with self.db.read() as s:
+        with self.store.read() as s:
             candidate = s.get(ModelVersion, version)
             if candidate is None:
                 raise ValueError(f"no model version {version}")
@@ -126,7 +147,7 @@ class RegistryMixin(ServiceBase):
 
     def compare_with_current(self, actor: Actor, version: int) -> PromotionVerdict:
         """What the promotion gate would say now, without promoting."""
-        self.require(actor, Action.EVALUATE, f"model:v{version}")
+        self.access.require(actor, Action.EVALUATE, f"model:v{version}")
         return self.promotion_verdict(version)
 
     def _candidate_evaluation(self, candidate: ModelVersion, rows: pd.DataFrame) -> dict:
@@ -142,7 +163,7 @@ class RegistryMixin(ServiceBase):
     def promotion_verdict(self, version: int) -> PromotionVerdict:
         """The promotion gate: no gate violation on the held-out cohort, and a policy value not
         below the current model's confidence interval on that same cohort."""
-        with self.db.read() as s:
+        with self.store.read() as s:
             candidate = s.get(ModelVersion, version)
             if candidate is None:
                 raise ValueError(f"no model version {version}")
@@ -179,17 +200,17 @@ class RegistryMixin(ServiceBase):
             action = Action.REQUEST_PROMOTION  # data staff ask; the gate decides
         else:
             action = Action.PROMOTE
-        self.require(actor, action, f"model:v{version}")
+        self.access.require(actor, action, f"model:v{version}")
         if force and not reason.strip():
             raise InputRejected("forcing a promotion needs a reason")
         current = self.current_version()
         if current is not None and current.version == version:
             raise ValueError(f"model version {version} is already current")
         verdict = self.promotion_verdict(version)
-        with self._tx() as s:
+        with self.store.write() as s:
             current = self._current(s)
             if not verdict.passed and not force:
-                self._log(s, actor, "promote", f"model:v{version}",
+                self.store.log(s, actor, "promote", f"model:v{version}",
                           {"current": current.version if current else None},
                           {"promoted": False, "verdict": dataclasses.asdict(verdict)},
                           reason="refused by the promotion gate")
@@ -198,7 +219,7 @@ class RegistryMixin(ServiceBase):
                             to_version=version, kind="force" if force else "promote",
                             verdict=json.loads(canonical_json(dataclasses.asdict(verdict))),
                             reason=reason.strip(), by=actor.username))
-            self._log(s, actor, "promote", f"model:v{version}",
+            self.store.log(s, actor, "promote", f"model:v{version}",
                       {"current": current.version if current else None},
                       {"current": version, "forced": force, "verdict": dataclasses.asdict(verdict)},
                       reason=reason.strip())
@@ -206,35 +227,35 @@ class RegistryMixin(ServiceBase):
 
     def rollback(self, actor: Actor, reason: str = "") -> int:
         """Point ``current`` back at the version it replaced."""
-        self.require(actor, Action.ROLLBACK)
-        with self._tx() as s:
+        self.access.require(actor, Action.ROLLBACK)
+        with self.store.write() as s:
             last = s.execute(select(Promotion).where(Promotion.alias == ALIAS)
                              .order_by(Promotion.id.desc()).limit(1)).scalar_one_or_none()
             if last is None or last.from_version is None:
                 raise ValueError("nothing to roll back to")
             s.add(Promotion(alias=ALIAS, from_version=last.to_version, to_version=last.from_version,
                             kind="rollback", verdict={}, reason=reason.strip(), by=actor.username))
-            self._log(s, actor, "rollback", f"model:v{last.from_version}", {"current": last.to_version},
+            self.store.log(s, actor, "rollback", f"model:v{last.from_version}", {"current": last.to_version},
                       {"current": last.from_version}, reason=reason.strip())
             return last.from_version
 
     def register_artifact(self, actor: Actor, path: str | Path) -> int:
         """Register an artifact trained elsewhere (e.g. `recommender train`)."""
-        self.require(actor, Action.TRAIN)
+        self.access.require(actor, Action.TRAIN)
         card = read_card(path)
         load_model(path)  # verifies the hash before anything is recorded
-        with self._tx() as s:
+        with self.store.write() as s:
             version = (s.execute(select(func.max(ModelVersion.version))).scalar() or 0) + 1
             s.add(ModelVersion(version=version, artifact_path=str(Path(path).resolve()),
                                artifact_sha256=card["artifact_sha256"], card=card,
                                created_by=actor.username))
-            self._log(s, actor, "train", f"model:v{version}", None,
+            self.store.log(s, actor, "train", f"model:v{version}", None,
                       {"version": version, "sha256": card["artifact_sha256"], "registered": str(path)})
         return version
 
     def model_versions(self, actor: Actor) -> pd.DataFrame:
-        self.require(actor, Action.VIEW_MODELS)
-        with self.db.read() as s:
+        self.access.require(actor, Action.VIEW_MODELS)
+        with self.store.read() as s:
             current = self._current(s)
             rows = s.execute(select(ModelVersion).order_by(ModelVersion.version)).scalars().all()
         return pd.DataFrame([{
@@ -246,8 +267,8 @@ class RegistryMixin(ServiceBase):
         } for v in rows])
 
     def model_card(self, actor: Actor, version: int) -> dict:
-        self.require(actor, Action.VIEW_MODELS, f"model:v{version}")
-        with self.db.read() as s:
+        self.access.require(actor, Action.VIEW_MODELS, f"model:v{version}")
+        with self.store.read() as s:
             v = s.get(ModelVersion, version)
             if v is None:
                 raise ValueError(f"no model version {version}")

@@ -102,7 +102,7 @@ def page(browser, app_url, request):
 def sign_in(page, app_url: str, username: str) -> None:
     from playwright.sync_api import expect
 
-    from recommender.demo import demo_password
+    from recommender.devtools.demo import demo_password
 
     page.goto(app_url)
     # on first start the app seeds the demo clinic with a progress bar, then shows sign-in

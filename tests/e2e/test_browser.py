@@ -5,11 +5,10 @@ from __future__ import annotations
 import re
 
 import pytest
+from .conftest import sign_in
 from playwright.sync_api import expect
 
-from recommender.demo import PHLEBITIS_EPISODE
-
-from .conftest import sign_in
+from recommender.devtools.demo import PHLEBITIS_EPISODE
 
 pytestmark = pytest.mark.browser
 
@@ -62,8 +61,8 @@ def test_phlebitis_patient_never_gets_massage(page, app_url):
 
 
 def test_data_staff_sees_every_bad_row(page, app_url, tmp_path):
-    from recommender.csv_io import write_csv
-    from recommender.simulator import simulate
+    from recommender.contract.csv_io import write_csv
+    from recommender.devtools.simulator import simulate
 
     episodes = simulate(30, seed=12).episodes.astype(object)
     episodes.loc[2, "age"] = 7

@@ -1,0 +1,493 @@
+"""``TreatmentRecommender``: from a clinic's history to a safe, explained plan per patient.
+
+It wraps :class:`~recommender.estimator.PlanEffectRegressor` with what a clinic
+needs around it:
+
+* **loss to follow-up** — inverse-probability-of-observation weights from a
+  model of who was followed up (intake, plan and adherence, which carries
+  information about how the patient was doing);
+* **evidence** — how many past episodes had a similar plan (support) and how far
+  the plan is from what similar patients were given (overlap); plans with
+  limited evidence are never recommended;
+* **caution** — plans are ranked by a lower confidence bound, and a plan other
+  than the guideline is chosen only when it is expected to beat the guideline
+  by more than its uncertainty (graceful fallback when data is thin);
+* **safety** — the contraindication gate masks plans before ranking and every
+  returned plan is re-checked (:func:`recommender.gate.assert_allowed`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+from sklearn.ensemble import (
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+)
+from threadpoolctl import ThreadpoolController
+
+from recommender.model.estimator import PlanEffectRegressor
+from recommender.model.features import PatientFeaturizer
+from recommender.safety import gate
+from recommender.safety.plans import (
+    EXERCISE,
+    M_LEVEL,
+    M_SESSIONS,
+    MINUTES,
+    PLAN_SPACE,
+    TRAINING,
+    WEEKS,
+    Plan,
+    encode_frame,
+)
+
+EVIDENCE_LEVELS = ("limited", "moderate", "strong")
+PAIR_MODIFIERS = ("pain_tolerance=low", "pain_tolerance=high", "age",
+                  "activity_level=sedentary", "activity_level=active")
+MIN_TRAINING_ROWS = 50
+
+
+_THREADPOOLS = ThreadpoolController()
+
+
+def single_threaded():
+    """One-patient calls are latency-bound: thread start-up costs more than it saves."""
+    return _THREADPOOLS.limit(limits=1)
+
+
+def improvement_threshold(pain_score: np.ndarray | float) -> np.ndarray:
+    """A clinically important improvement: ≥ 2 points or ≥ 30 % (whichever is reached first)."""
+    return np.minimum(2.0, 0.3 * np.asarray(pain_score, dtype=float))
+
+
+@dataclass(frozen=True)
+class PlanPrediction:
+    """What the model expects of one plan for one patient."""
+
+    plan: Plan
+    predicted_reduction: float
+    interval_low: float
+    interval_high: float
+    prob_improvement: float
+    evidence_level: str
+    support: int
+    adherence: float | None = None
+    adverse_event_risk: float | None = None
+    blocked_by: tuple[str, ...] = ()
+
+    @property
+    def allowed(self) -> bool:
+        return not self.blocked_by
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """The recommended plan for one patient, its alternatives and the reasons."""
+
+    episode_id: str
+    best: PlanPrediction
+    alternatives: tuple[PlanPrediction, ...]
+    gate: gate.GateDecision
+    explanation: str
+    fallback: bool
+    ruleset_version: str = gate.RULESET_VERSION
+
+    def ranked(self) -> list[PlanPrediction]:
+        return [self.best, *self.alternatives]
+
+
+@dataclass
+class TrainingSummary:
+    rows: int = 0
+    followed_up: int = 0
+    lost_to_followup: int = 0
+    contraindicated_history: int = 0
+    off_grid_plans: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+class TreatmentRecommender(BaseEstimator):
+    """Learn plan outcomes from contract training rows; recommend gated plans.
+
+    Follows scikit-learn's conventions (``fit`` returns self, learned attributes end
+    in ``_``) but takes contract frames, not arrays: the array-level estimator is
+    :class:`PlanEffectRegressor`.
+
+    Parameters
+    ----------
+    caution : float
+        Plans are ranked by ``mean − caution × epistemic sd``.
+    switch_z : float
+        Leave the guideline plan only when the expected gain exceeds
+        ``switch_z`` standard deviations of its uncertainty.
+    coverage : float
+        Coverage of the reported prediction intervals.
+    n_alternatives : int
+        Ranked alternatives returned with each recommendation.
+    random_state : int
+    """
+
+    def __init__(self, caution: float = 2.0, switch_z: float = 1.0, coverage: float = 0.9,
+                 n_alternatives: int = 4, random_state: int = 0) -> None:
+        self.caution = caution
+        self.switch_z = switch_z
+        self.coverage = coverage
+        self.n_alternatives = n_alternatives
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ fit
+
+    def fit(self, episodes: pd.DataFrame, progress=None) -> "TreatmentRecommender":
+        """Fit on typed contract training rows (as returned by the reader)."""
+        step = progress or (lambda fraction, message: None)
+        summary = TrainingSummary(rows=len(episodes))
+        observed = episodes["followup_pain_score"].notna().to_numpy()
+        summary.followed_up = int(observed.sum())
+        summary.lost_to_followup = int((~observed).sum())
+        if summary.followed_up < MIN_TRAINING_ROWS:
+            raise ValueError(
+                f"only {summary.followed_up} episode(s) have a follow-up pain score; "
+                f"at least {MIN_TRAINING_ROWS} are needed to train"
+            )
+        plans = encode_frame(episodes)
+        summary.contraindicated_history = int(gate.violations(episodes, plans).sum())
+        summary.off_grid_plans = int(sum(PLAN_SPACE.index_of(Plan.from_encoded(p)) is None
+                                         for p in np.unique(plans, axis=0)))
+
+        step(0.05, "features")
+        self.featurizer_ = PatientFeaturizer.fit(episodes)
+        Xp = self.featurizer_.transform(episodes)
+        step(0.1, "follow-up model")
+        weights = self._observation_weights(episodes, Xp, plans, observed, summary)
+
+        step(0.2, "outcome model")
+        y = (episodes["pain_score"] - episodes["followup_pain_score"]).to_numpy(float)
+        mods = tuple(self.featurizer_.index(n) for n in PAIR_MODIFIERS)
+        self.estimator_ = PlanEffectRegressor(
+            pair_modifiers=mods, coverage=self.coverage, random_state=self.random_state
+        ).fit(np.hstack([Xp, plans])[observed], y[observed], sample_weight=weights[observed],
+              groups=episodes["patient_id"].to_numpy()[observed])
+
+        step(0.75, "evidence and secondary outcomes")
+        self._fit_evidence(Xp, plans)
+        self.adherence_model_ = self._fit_secondary(episodes, Xp, plans, "adherence", summary)
+        self.adverse_model_ = self._fit_secondary(episodes, Xp, plans, "adverse_event", summary)
+        self.summary_ = summary
+        step(1.0, "done")
+        return self
+
+    def _observation_weights(self, episodes, Xp, plans, observed, summary) -> np.ndarray:
+        """1 / P(followed up | intake, plan, adherence), clipped, for followed-up rows."""
+        if summary.lost_to_followup < 20:
+            self.followup_model_ = None
+            return np.ones(len(episodes))
+        self.followup_uses_adherence_ = bool(
+            "adherence" in episodes and episodes["adherence"].notna().any())
+        F = self.followup_features(episodes, Xp, plans)
+        model = HistGradientBoostingClassifier(max_iter=100, max_depth=3, min_samples_leaf=50,
+                                               random_state=self.random_state).fit(F, observed)
+        p = model.predict_proba(F)[:, 1]
+        w = np.where(observed, 1.0 / np.clip(p, 0.05, 1.0), 0.0)
+        w[observed] /= w[observed].mean()
+        self.followup_model_ = model
+        summary.notes.append(
+            f"{summary.lost_to_followup} episode(s) lost to follow-up: followed-up episodes are "
+            f"reweighted by 1/P(followed up | intake, plan, adherence) "
+            f"(weights {w[observed].min():.2f}–{w[observed].max():.2f})"
+        )
+        return w
+
+    def followup_features(self, episodes: pd.DataFrame, Xp: np.ndarray, plans: np.ndarray) -> np.ndarray:
+        """Inputs of the follow-up model: intake, plan and (when recorded) adherence."""
+        if not self.followup_uses_adherence_:
+            return np.hstack([Xp, plans])
+        adherence = (pd.to_numeric(episodes["adherence"], errors="coerce").to_numpy(float)
+                     if "adherence" in episodes else np.full(len(episodes), np.nan))
+        return np.column_stack([Xp, plans, adherence])
+
+    def _fit_evidence(self, Xp: np.ndarray, plans: np.ndarray) -> None:
+        uniq, counts = np.unique(plans, axis=0, return_counts=True)
+        self.history_plans_, self.history_counts_ = uniq, counts
+        n = len(plans)
+        self.min_support_ = int(max(10, 0.001 * n))
+        self.strong_support_ = int(max(50, 0.005 * n))
+        self.grid_support_ = self.support(PLAN_SPACE.matrix)
+        u_obs = self._plan_units(plans)
+        e_u = self._expected_units(Xp)
+        resid = u_obs - e_u
+        cov = np.cov(resid, rowvar=False) + 1e-3 * np.eye(resid.shape[1])
+        self.overlap_precision_ = np.linalg.inv(cov)
+        d2 = np.einsum("ni,ij,nj->n", resid, self.overlap_precision_, resid)
+        self.overlap_q90_, self.overlap_q99_ = np.quantile(d2, [0.90, 0.99])
+
+    def support(self, plans: np.ndarray) -> np.ndarray:
+        """Past episodes with a similar plan: massage on/off the same, intensity and
+        each count within one step, minutes within 15, weeks within 4."""
+        plans = np.atleast_2d(plans)
+        h, c = self.history_plans_, self.history_counts_
+        out = np.empty(len(plans), dtype=int)
+        for start in range(0, len(plans), 512):
+            p = plans[start:start + 512, None, :]
+            near = (
+                ((p[..., M_SESSIONS] > 0) == (h[None, :, M_SESSIONS] > 0))
+                & (np.abs(p[..., M_SESSIONS] - h[None, :, M_SESSIONS]) <= 1)
+                & (np.abs(p[..., M_LEVEL] - h[None, :, M_LEVEL]) <= 1)
+                & (np.abs(p[..., TRAINING] - h[None, :, TRAINING]) <= 1)
+                & (np.abs(p[..., EXERCISE] - h[None, :, EXERCISE]) <= 1)
+                & (np.abs(p[..., MINUTES] - h[None, :, MINUTES]) <= 15)
+                & (np.abs(p[..., WEEKS] - h[None, :, WEEKS]) <= 4)
+            )
+            out[start:start + 512] = near @ c
+        return out
+
+    def _plan_units(self, plans: np.ndarray) -> np.ndarray:
+        est = self.estimator_
+        return (plans - est.plan_center_) / est.plan_half_range_
+
+    def _expected_units(self, Xp: np.ndarray) -> np.ndarray:
+        est = self.estimator_
+        return est.expected_plan_basis(Xp)[:, : est.n_plan_columns_]
+
+    def _overlap_d2(self, Xp: np.ndarray, plans: np.ndarray, paired: bool = False) -> np.ndarray:
+        """Mahalanobis distance² of each plan from what similar patients got.
+
+        (n, k) for every patient × every plan, or (n,) when ``paired`` (row i's own plan)."""
+        S = self.overlap_precision_
+        u = self._plan_units(plans)
+        e = self._expected_units(Xp)
+        if paired:
+            d = u - e
+            return np.einsum("ni,ij,nj->n", d, S, d)
+        return (np.einsum("ki,ij,kj->k", u, S, u)[None, :] - 2 * (e @ S) @ u.T
+                + np.einsum("ni,ij,nj->n", e, S, e)[:, None])
+
+    def _evidence(self, support: np.ndarray, d2: np.ndarray) -> np.ndarray:
+        """0 limited, 1 moderate, 2 strong."""
+        level = np.zeros(np.broadcast(support, d2).shape, dtype=int)
+        level[(support >= self.min_support_) & (d2 <= self.overlap_q99_)] = 1
+        level[(support >= self.strong_support_) & (d2 <= self.overlap_q90_)] = 2
+        return level
+
+    def _fit_secondary(self, episodes, Xp, plans, column, summary):
+        if column not in episodes:
+            return None
+        values = episodes[column]
+        known = values.notna().to_numpy()
+        F = np.hstack([Xp, plans])[known]
+        if column == "adverse_event":
+            yv = values[known].astype(bool).to_numpy()
+            if yv.sum() < 20 or (~yv).sum() < 20:
+                summary.notes.append("too few adverse events recorded to model their risk")
+                return None
+            return HistGradientBoostingClassifier(max_iter=100, max_depth=3, min_samples_leaf=50,
+                                                  random_state=self.random_state).fit(F, yv)
+        if known.sum() < 100:
+            summary.notes.append(f"too few {column} values recorded to model it")
+            return None
+        return HistGradientBoostingRegressor(max_iter=100, max_depth=3, min_samples_leaf=50,
+                                             random_state=self.random_state).fit(
+            F, values[known].to_numpy(float))
+
+    # ------------------------------------------------------------------ recommend
+
+    def recommend(self, intake: dict) -> Recommendation:
+        """Best allowed plan and ranked alternatives for one patient."""
+        with single_threaded():
+            return self.recommend_frame(pd.DataFrame([intake]))[0]
+
+    def recommend_frame(self, intakes: pd.DataFrame, chunk: int = 500) -> list[Recommendation]:
+        """Recommendations for every row of a (typed) intake frame, vectorised in chunks
+        (memory stays bounded however large the file)."""
+        intakes = intakes.reset_index(drop=True)
+        out: list[Recommendation] = []
+        for start in range(0, len(intakes), chunk):
+            out += self._recommend_chunk(intakes.iloc[start:start + chunk].reset_index(drop=True))
+        return out
+
+    def _recommend_chunk(self, intakes: pd.DataFrame) -> list[Recommendation]:
+        decisions = gate.evaluate_frame(intakes)
+        levels = gate.max_levels(decisions)
+        Xp = self.featurizer_.transform(intakes)
+        grid = PLAN_SPACE.matrix
+        mean, sd, model_sd = self.estimator_.score_grid(Xp, grid)
+        pain = intakes["pain_score"].to_numpy(float)
+        mean = np.clip(mean, (pain - 10)[:, None], pain[:, None])
+        allowed = gate.allowed_matrix(levels, grid)
+        evidence = self._evidence(self.grid_support_[None, :], self._overlap_d2(Xp, grid))
+        candidates = allowed & (evidence >= 1)
+        score = mean - self.caution * model_sd
+
+        guide_plans = np.array([d.guideline_plan().encode() for d in decisions])
+        guide = np.array([PLAN_SPACE.index_of(Plan.from_encoded(p)) for p in guide_plans])
+        rows = np.arange(len(intakes))
+        has_candidate = candidates.any(axis=1)
+        best = np.where(has_candidate, np.where(candidates, score, -np.inf).argmax(axis=1), guide)
+        gain = mean[rows, best] - mean[rows, guide]
+        _, gain_sd = self.estimator_.difference(Xp, grid[best], grid[guide])
+        fallback = (best == guide) | (gain <= self.switch_z * gain_sd) | ~has_candidate
+        best = np.where(fallback, guide, best)
+
+        # alternatives: supported plans first; limited-evidence ones only if too few are supported
+        ranked_score = np.where(allowed, score - 1e6 * ~candidates, -np.inf)
+        ranked_score[rows, best] = np.inf
+        k = 1 + self.n_alternatives
+        order = np.argsort(-ranked_score, axis=1)[:, :k]
+        chosen = grid[order.reshape(-1)]
+        Xrep = np.repeat(Xp, k, axis=0)
+        details = self._details(Xrep, np.repeat(pain, k), chosen,
+                                mean[np.repeat(rows, k), order.reshape(-1)],
+                                sd[np.repeat(rows, k), order.reshape(-1)],
+                                evidence[np.repeat(rows, k), order.reshape(-1)],
+                                self.grid_support_[order.reshape(-1)])
+        explanations = self._explain(Xp, grid[best], guide_plans, fallback, decisions)
+
+        out = []
+        for i, intake in enumerate(intakes.to_dict("records")):
+            preds = details[i * k:(i + 1) * k]
+            for p in preds:  # the gate, once more, on exactly what leaves this function
+                gate.assert_allowed(intake, p.plan)
+            out.append(Recommendation(
+                episode_id=str(intake.get("episode_id", "")),
+                best=preds[0], alternatives=tuple(preds[1:]), gate=decisions[i],
+                explanation=explanations[i], fallback=bool(fallback[i]),
+            ))
+        return out
+
+    def _details(self, Xp, pain, plans, mean, sd, evidence, support) -> list[PlanPrediction]:
+        lo_q, hi_q = self.estimator_.normalised_quantiles(self.coverage)
+        low = np.clip(mean + lo_q * sd, pain - 10, pain)
+        high = np.clip(mean + hi_q * sd, pain - 10, pain)
+        prob = self.estimator_.prob_at_least(mean, sd, improvement_threshold(pain))
+        prob = np.where(improvement_threshold(pain) > pain, 0.0, prob)
+        F = np.hstack([Xp, plans])
+        adh = (np.clip(self.adherence_model_.predict(F), 0, 1) if self.adherence_model_ is not None
+               else [None] * len(F))
+        risk = (self.adverse_model_.predict_proba(F)[:, 1] if self.adverse_model_ is not None
+                else [None] * len(F))
+        return [
+            PlanPrediction(
+                plan=Plan.from_encoded(plans[j]), predicted_reduction=float(mean[j]),
+                interval_low=float(low[j]), interval_high=float(high[j]),
+                prob_improvement=float(prob[j]), evidence_level=EVIDENCE_LEVELS[int(evidence[j])],
+                support=int(support[j]),
+                adherence=None if adh[j] is None else float(adh[j]),
+                adverse_event_risk=None if risk[j] is None else float(risk[j]),
+            )
+            for j in range(len(plans))
+        ]
+
+    def predict_plans(self, intake: dict, plans: list[Plan]) -> list[PlanPrediction]:
+        """Predictions for plans a therapist is tuning (any contract-valid plan).
+
+        Forbidden plans are still predicted so the screen can explain them, but
+        carry the rule ids that block them in ``blocked_by``.
+        """
+        with single_threaded():
+            return self._predict_plans(intake, plans)
+
+    def _predict_plans(self, intake: dict, plans: list[Plan]) -> list[PlanPrediction]:
+        frame = pd.DataFrame([intake])
+        decision = gate.evaluate(intake)
+        Xp = self.featurizer_.transform(frame)
+        encoded = np.array([p.encode() for p in plans])
+        Xrep = np.repeat(Xp, len(plans), axis=0)
+        mean, sd, _ = self.estimator_._parts(np.hstack([Xrep, encoded]))
+        pain = np.full(len(plans), float(intake["pain_score"]))
+        mean = np.clip(mean, pain - 10, pain)
+        support = self.support(encoded)
+        evidence = self._evidence(support, self._overlap_d2(Xrep, encoded, paired=True))
+        preds = self._details(Xrep, pain, encoded, mean, sd, evidence, support)
+        return [
+            PlanPrediction(**{**p.__dict__, "blocked_by": tuple(r.rule_id for r in
+                                                                decision.forbidding_reasons(p.plan))})
+            for p in preds
+        ]
+
+    def predict_paired(self, intakes: pd.DataFrame, plans: np.ndarray) -> dict[str, np.ndarray]:
+        """Mean and interval for each row's own plan (e.g. the plans therapists gave)."""
+        Xp = self.featurizer_.transform(intakes)
+        mean, sd, _ = self.estimator_._parts(np.hstack([Xp, plans]))
+        pain = intakes["pain_score"].to_numpy(float)
+        lo_q, hi_q = self.estimator_.normalised_quantiles(self.coverage)
+        return {
+            "mean": np.clip(mean, pain - 10, pain),
+            "low": np.clip(mean + lo_q * sd, pain - 10, pain),
+            "high": np.clip(mean + hi_q * sd, pain - 10, pain),
+        }
+
+    # ------------------------------------------------------------------ explain
+
+    _COMPONENTS = (("massage", (M_SESSIONS, M_LEVEL)), ("muscle training", (TRAINING,)),
+                   ("own exercise", (EXERCISE,)), ("session length", (MINUTES,)),
+                   ("programme length", (WEEKS,)))
+
+    def _explain(self, Xp, best, guide, fallback, decisions) -> list[str]:
+        """One plain-language line per patient: what drove the choice, and safety."""
+        n = len(best)
+        swaps = []
+        for _, cols in self._COMPONENTS:
+            swapped = best.copy()
+            swapped[:, cols] = guide[:, cols]
+            swaps.append(swapped)
+        gains, _ = self.estimator_.difference(np.tile(Xp, (len(swaps), 1)),
+                                              np.tile(best, (len(swaps), 1)), np.vstack(swaps))
+        gains = gains.reshape(len(swaps), n)
+        lines = []
+        for i in range(n):
+            plan = Plan.from_encoded(best[i])
+            if fallback[i]:
+                text = ("Guideline plan: this clinic's history does not show another plan to be "
+                        "reliably better for this patient")
+            else:
+                c = int(np.argmax(gains[:, i]))
+                name = self._COMPONENTS[c][0]
+                text = (f"Personalised: {self._component_text(plan, name)} is expected to add "
+                        f"{gains[c, i]:+.1f} points over the guideline's choice")
+            blocked = [r for r in decisions[i].reasons if r.effect is not gate.Effect.AVOID_REGION]
+            if blocked:
+                text += "; " + " ".join(r.message for r in blocked).rstrip(".")
+            avoid = decisions[i].avoid_regions
+            if avoid:
+                text += "; avoid " + ", ".join(a.replace("_", " ") for a in avoid)
+            lines.append(text + ".")
+        return lines
+
+    @staticmethod
+    def _component_text(plan: Plan, name: str) -> str:
+        if name == "massage":
+            return (f"{plan.massage_intensity} massage {plan.massage_sessions_per_week}×/week"
+                    if plan.has_massage else "leaving out massage")
+        if name == "muscle training":
+            return f"muscle training {plan.muscle_training_sessions_per_week}×/week"
+        if name == "own exercise":
+            return f"own exercise {plan.exercise_days_per_week} days/week"
+        if name == "session length":
+            return f"{plan.session_minutes}-minute sessions"
+        return f"a {plan.programme_weeks}-week programme"
+
+
+def recommendations_frame(recs: list[Recommendation]) -> pd.DataFrame:
+    """The contract recommendation file: episode_id, plan columns, then our own columns."""
+    rows = []
+    for r in recs:
+        b = r.best
+        rows.append({
+            "episode_id": r.episode_id,
+            **b.plan.as_dict(),
+            "predicted_reduction": round(b.predicted_reduction, 2),
+            "interval_low": round(b.interval_low, 2),
+            "interval_high": round(b.interval_high, 2),
+            "prob_improvement": round(b.prob_improvement, 3),
+            "evidence_level": b.evidence_level,
+            "gate_rule_ids": ";".join(r.gate.rule_ids),
+            "ruleset_version": r.ruleset_version,
+            "explanation": r.explanation,
+            "predicted_adherence": None if b.adherence is None else round(b.adherence, 2),
+            "adverse_event_risk": None if b.adverse_event_risk is None else round(b.adverse_event_risk, 3),
+        })
+    return pd.DataFrame(rows)
+
+

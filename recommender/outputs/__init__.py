@@ -1,0 +1,1 @@
+"""What leaves the clinic with a plan: the patient handout and the FHIR CarePlan."""

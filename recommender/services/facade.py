@@ -1,0 +1,76 @@
+"""``ClinicService``: one object that wires the services together for the app and the CLI.
+
+Every action takes the acting user first, checks the role (a denial is itself
+audited), and makes its changes and its audit event in one transaction.  The
+services below do the work; each gets what it depends on in its constructor,
+so the wiring is here and nowhere else.  Callers — the CLI and the Streamlit
+pages — use this façade and never the database directly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from recommender.services.accounts import AccountService
+from recommender.services.base import AccessControl, AuditedStore
+from recommender.services.clinical import ClinicalService
+from recommender.services.data import DataService
+from recommender.services.oversight import OversightService
+from recommender.services.registry import RegistryService
+from recommender.settings import get_settings
+from recommender.storage.audit import AuditTrail
+from recommender.storage.database import Database
+
+
+class ClinicService:
+    """Clinic operations for signed-in actors, by responsibility:
+
+    ``accounts`` (sign-in, users), ``data`` (import, export), ``registry`` (train,
+    evaluate, promote), ``clinical`` (intake, recommend, accept, follow-up) and
+    ``oversight`` (audit, statistics).  The most used methods are also offered
+    here directly.
+    """
+
+    def __init__(self, db: Database, audit: AuditTrail | None = None,
+                 model_dir: str | Path | None = None) -> None:
+        self.db = db
+        self.audit = audit or AuditTrail()
+        store = AuditedStore(db, self.audit)
+        self.access = access = AccessControl(store)
+        self.accounts = AccountService(store, access)
+        self.data = DataService(store, access)
+        self.registry = RegistryService(store, access, history=self.data,
+                                        model_dir=Path(model_dir) if model_dir else get_settings().model_dir)
+        self.clinical = ClinicalService(store, access, models=self.registry)
+        self.oversight = OversightService(store, access)
+
+        a, d, r, c, o = self.accounts, self.data, self.registry, self.clinical, self.oversight
+        # accounts
+        self.sign_in, self.sign_out, self.has_users = a.sign_in, a.sign_out, a.has_users
+        self.add_user, self.disable_user, self.enable_user = a.add_user, a.disable_user, a.enable_user
+        self.reset_password, self.set_role, self.list_users = a.reset_password, a.set_role, a.list_users
+        # data
+        self.import_file, self.training_frame, self.export_training = (
+            d.import_file, d.training_frame, d.export_training)
+        # registry
+        self.current_version, self.current_model, self.train = r.current_version, r.current_model, r.train
+        self.evaluate_version, self.compare_with_current = r.evaluate_version, r.compare_with_current
+        self.promotion_verdict, self.promote, self.rollback = r.promotion_verdict, r.promote, r.rollback
+        self.register_artifact, self.model_versions, self.model_card = (
+            r.register_artifact, r.model_versions, r.model_card)
+        # clinical
+        self.validate_intake, self.save_intake, self.intake = c.validate_intake, c.save_intake, c.intake
+        self.find_episodes, self.typed_intake, self.recommend = c.find_episodes, c.typed_intake, c.recommend
+        self.tune, self.accept, self.record_followup = c.tune, c.accept, c.record_followup
+        # oversight
+        self.verify_audit, self.audit_events, self.export_audit = (
+            o.verify_audit, o.audit_events, o.export_audit)
+        self.decisions_frame = o.decisions_frame
+
+
+def open_service(url: str | None = None, check: bool = True) -> ClinicService:
+    """The service on the configured database (refusing an out-of-date schema)."""
+    db = Database(url)
+    if check:
+        db.check_schema()
+    return ClinicService(db, AuditTrail())

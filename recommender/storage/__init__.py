@@ -1,0 +1,1 @@
+"""Storage: SQLAlchemy schema, connections, the audit chain, and Alembic migrations."""
