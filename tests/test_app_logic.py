@@ -8,7 +8,6 @@ import json
 import pandas as pd
 import pytest
 from hypothesis import given
-from .strategies import intakes, massage_is_contraindicated
 
 from recommender.outputs.fhir import care_plan, care_plan_json
 from recommender.outputs.handout import handout_html, handout_markdown
@@ -17,6 +16,8 @@ from recommender.safety.plans import Plan
 from recommender.web.plan_form import build_plan, differs, form_to_intake, plan_controls
 from recommender.web.reports import filter_events, override_stats, weekly
 from recommender.web.ui import is_idle
+
+from .strategies import intakes, massage_is_contraindicated
 
 CLEAN = {"pain_region": "hand_wrist", "heart_condition": False, "infectious_disease": False,
          "phlebitis": False, "inflamed_skin_regions": frozenset({"knee"}), "infected_regions": frozenset()}

@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
-from .strategies import intakes, massage_is_contraindicated
 
 from recommender.contract.csv_io import read_episodes, to_csv_bytes
 from recommender.devtools.simulator import simulate
@@ -17,6 +16,8 @@ from recommender.model.engine import (
 )
 from recommender.safety import gate
 from recommender.safety.plans import GUIDELINE_PLAN, Plan, guideline_plan_for
+
+from .strategies import intakes, massage_is_contraindicated
 
 REC_COLUMNS = {"episode_id", "massage_sessions_per_week", "massage_intensity",
                "muscle_training_sessions_per_week", "exercise_days_per_week", "session_minutes",

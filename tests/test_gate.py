@@ -7,10 +7,11 @@ import inspect
 import numpy as np
 import pytest
 from hypothesis import given
-from .strategies import intakes, massage_is_contraindicated, plans
 
 from recommender.safety import gate
 from recommender.safety.plans import PLAN_SPACE, Plan
+
+from .strategies import intakes, massage_is_contraindicated, plans
 
 BASE = {
     "pain_region": "neck",

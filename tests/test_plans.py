@@ -27,7 +27,7 @@ def test_size_and_coverage():
 
 
 def test_encoding_round_trips():
-    frame = PLAN_SPACE.frame()
+    frame = encoded_to_frame(PLAN_SPACE.matrix)
     assert np.array_equal(encode_frame(frame), PLAN_SPACE.matrix)
     for i in (0, 1234, len(PLAN_SPACE) - 1):
         plan = PLAN_SPACE.plan(i)

@@ -7,7 +7,6 @@ import threading
 
 import pandas as pd
 import pytest
-from .conftest import PASSWORD, intake_dict
 from sqlalchemy import func, select, text
 
 from recommender.safety import gate
@@ -22,6 +21,8 @@ from recommender.services.permissions import (
 )
 from recommender.storage.database import Database, DatabaseOutOfDate
 from recommender.storage.schema import Decision
+
+from .conftest import PASSWORD, intake_dict
 
 THERAPIST = Actor("therapist", "therapist")
 DATA = Actor("data_staff", "data_staff")

@@ -119,6 +119,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_contract_doc(args: argparse.Namespace) -> int:
+    from recommender.contract.atomic import atomic_write_bytes
+    from recommender.contract.document import render_markdown
+
+    text = render_markdown()
+    if args.out is None:
+        print(text, end="")
+        return 0
+    atomic_write_bytes(args.out, text.encode("utf-8"))
+    print(f"wrote the data contract to {args.out}")
+    return 0
+
+
 def register(sub) -> None:
     """Add the data commands to the ``recommender`` parser."""
     from recommender.devtools.simulator import SCENARIOS
@@ -163,3 +176,7 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="with --simulated: the simulation seed")
     _add_max_mb(p)
     p.set_defaults(handler=cmd_evaluate)
+
+    p = sub.add_parser("contract-doc", help="write the data contract document (docs/data-contract.md)")
+    p.add_argument("--out", default=None, help="file to write (default: print it)")
+    p.set_defaults(handler=cmd_contract_doc)

@@ -1,4 +1,4 @@
-"""The episode data contract (``shared/data-contract.md``, version 1) as data.
+"""The episode data contract (version 1.1) as data; ``docs/data-contract.md`` is generated from it.
 
 Every reader and writer of episode data takes its column names, types and
 ranges from here, so the contract is written down once.
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-CONTRACT_VERSION = "1"
+CONTRACT_VERSION = "1.1"
 
 REGIONS: tuple[str, ...] = (
     "neck",
@@ -55,6 +55,12 @@ class Type(str, Enum):
     CATEGORY = "category"
     BOOLEAN = "boolean"
     REGION_LIST = "region list"
+    IDENTIFIER = "identifier"
+
+
+# Identifiers (contract 1.1): 1–64 characters from a safe set, no spaces or control characters.
+IDENTIFIER_MAX_LENGTH = 64
+IDENTIFIER_PATTERN = r"[A-Za-z0-9._:/-]{1,64}"
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,9 @@ class Column:
     high: float | None = None
     choices: tuple[str, ...] = ()
     allow_empty: bool = False  # column required, but a cell may be empty
+    label: str = ""  # what a therapist reads on screen
+    meaning: str = ""  # what the contract document says of it
+    unit: str = ""
 
     def expected(self) -> str:
         """Plain description of a valid value, for error reports."""
@@ -79,6 +88,9 @@ class Column:
             text = "region names joined by ';' (" + ", ".join(REGIONS) + ")"
         elif self.type is Type.DATE:
             text = "an ISO 8601 date (YYYY-MM-DD)"
+        elif self.type is Type.IDENTIFIER:
+            text = (f"1 to {IDENTIFIER_MAX_LENGTH} characters: letters, digits and - _ . : / "
+                    "(no spaces)")
         elif self.type in (Type.INTEGER, Type.NUMBER):
             word = "an integer" if self.type is Type.INTEGER else "a number"
             if self.low is not None and self.high is not None:
@@ -99,56 +111,85 @@ def _fmt(x: float) -> str:
 
 
 IDENTITY = (
-    Column("episode_id", Type.STRING, True),
-    Column("patient_id", Type.STRING, True),
-    Column("intake_date", Type.DATE, False),
+    Column("episode_id", Type.IDENTIFIER, True, label="Episode id",
+           meaning="one course of treatment"),
+    Column("patient_id", Type.IDENTIFIER, True, label="Patient id",
+           meaning="a patient may have several episodes"),
+    Column("intake_date", Type.DATE, False, label="Intake date"),
 )
 INTAKE = (
-    Column("age", Type.INTEGER, True, 18, 100),
-    Column("sex", Type.CATEGORY, True, choices=SEXES),
-    Column("pain_region", Type.CATEGORY, True, choices=REGIONS),
-    Column("pain_cause", Type.CATEGORY, True, choices=PAIN_CAUSES),
-    Column("pain_duration_months", Type.NUMBER, True, 0, None),
-    Column("pain_score", Type.INTEGER, True, 0, 10),
-    Column("pain_tolerance", Type.CATEGORY, True, choices=TOLERANCES),
-    Column("activity_level", Type.CATEGORY, True, choices=ACTIVITY_LEVELS),
-    Column("grip_strength_kg", Type.NUMBER, False, 0, 100),
-    Column("sleep_quality", Type.INTEGER, False, 0, 10),
-    Column("anxiety_score", Type.INTEGER, False, 0, 6),
-    Column("depression_score", Type.INTEGER, False, 0, 6),
-    Column("bmi", Type.NUMBER, False, 12, 70),
+    Column("age", Type.INTEGER, True, 18, 100, label="Age", unit="years", meaning="years"),
+    Column("sex", Type.CATEGORY, True, choices=SEXES, label="Sex"),
+    Column("pain_region", Type.CATEGORY, True, choices=REGIONS, label="Pain region",
+           meaning="primary location of the pain; massage in a plan targets this region"),
+    Column("pain_cause", Type.CATEGORY, True, choices=PAIN_CAUSES, label="Cause",
+           meaning="therapist's assessment of the cause"),
+    Column("pain_duration_months", Type.NUMBER, True, 0, 1200, label="Pain duration", unit="months",
+           meaning="how long the pain has lasted (chronic: ≥ 3)"),
+    Column("pain_score", Type.INTEGER, True, 0, 10, label="Pain score (0–10)",
+           meaning="numeric rating scale (NRS) at intake, 10 worst"),
+    Column("pain_tolerance", Type.CATEGORY, True, choices=TOLERANCES, label="Pain tolerance",
+           meaning="how much discomfort the patient tolerates in treatment"),
+    Column("activity_level", Type.CATEGORY, True, choices=ACTIVITY_LEVELS, label="Activity level",
+           meaning="habitual activity"),
+    Column("grip_strength_kg", Type.NUMBER, False, 0, 100, label="Grip strength", unit="kg",
+           meaning="dynamometer, dominant hand"),
+    Column("sleep_quality", Type.INTEGER, False, 0, 10, label="Sleep quality (0–10)", meaning="10 best"),
+    Column("anxiety_score", Type.INTEGER, False, 0, 6, label="Anxiety (GAD-2, 0–6)", meaning="GAD-2"),
+    Column("depression_score", Type.INTEGER, False, 0, 6, label="Depression (PHQ-2, 0–6)",
+           meaning="PHQ-2"),
+    Column("bmi", Type.NUMBER, False, 12, 70, label="BMI"),
 )
 CONTRAINDICATIONS = (
-    Column("heart_condition", Type.BOOLEAN, True),
-    Column("infectious_disease", Type.BOOLEAN, True),
-    Column("phlebitis", Type.BOOLEAN, True),
-    Column("inflamed_skin_regions", Type.REGION_LIST, True, allow_empty=True),
-    Column("infected_regions", Type.REGION_LIST, True, allow_empty=True),
+    Column("heart_condition", Type.BOOLEAN, True, label="Heart condition", meaning="any heart problem"),
+    Column("infectious_disease", Type.BOOLEAN, True, label="Infectious disease",
+           meaning="a current infectious disease"),
+    Column("phlebitis", Type.BOOLEAN, True, label="Phlebitis / thrombophlebitis",
+           meaning="phlebitis or thrombophlebitis"),
+    Column("inflamed_skin_regions", Type.REGION_LIST, True, allow_empty=True,
+           label="Inflamed skin (regions)", meaning="regions where the skin is inflamed"),
+    Column("infected_regions", Type.REGION_LIST, True, allow_empty=True, label="Infected (regions)",
+           meaning="regions with an infection"),
 )
 # The project's own optional contraindication columns (the contract allows
-# them; a file without them stays valid).  See recommender.gate for the rules.
+# them; a file without them stays valid).  See recommender.safety.gate for the rules.
 EXTRA_CONTRAINDICATIONS = (
-    Column("fever", Type.BOOLEAN, False),
-    Column("deep_vein_thrombosis", Type.BOOLEAN, False),
-    Column("anticoagulant_therapy", Type.BOOLEAN, False),
-    Column("recent_fracture_regions", Type.REGION_LIST, False),
+    Column("fever", Type.BOOLEAN, False, label="Fever", meaning="a current fever"),
+    Column("deep_vein_thrombosis", Type.BOOLEAN, False, label="Deep-vein thrombosis",
+           meaning="a known deep-vein thrombosis"),
+    Column("anticoagulant_therapy", Type.BOOLEAN, False, label="Takes anticoagulants",
+           meaning="on anticoagulant therapy (no firm massage)"),
+    Column("recent_fracture_regions", Type.REGION_LIST, False, label="Recent fracture (regions)",
+           meaning="regions with a recent, unhealed fracture"),
 )
 PLAN = (
-    Column("massage_sessions_per_week", Type.INTEGER, True, 0, 4),
-    Column("massage_intensity", Type.CATEGORY, True, choices=INTENSITIES),
-    Column("muscle_training_sessions_per_week", Type.INTEGER, True, 0, 4),
-    Column("exercise_days_per_week", Type.INTEGER, True, 0, 7),
-    Column("session_minutes", Type.INTEGER, True, 15, 60),
-    Column("programme_weeks", Type.INTEGER, True, 1, 26),
+    Column("massage_sessions_per_week", Type.INTEGER, True, 0, 4, label="Massage sessions a week",
+           meaning="pain massage sessions a week, on `pain_region`"),
+    Column("massage_intensity", Type.CATEGORY, True, choices=INTENSITIES, label="Massage intensity",
+           meaning="`none` exactly when sessions are 0"),
+    Column("muscle_training_sessions_per_week", Type.INTEGER, True, 0, 4,
+           label="Muscle training sessions a week",
+           meaning="supervised muscle (strength/endurance) training sessions a week"),
+    Column("exercise_days_per_week", Type.INTEGER, True, 0, 7, label="Own exercise days a week",
+           meaning="days a week of the patient's own therapeutic exercise"),
+    Column("session_minutes", Type.INTEGER, True, 15, 60, label="Minutes per session",
+           meaning="minutes per session or exercise day (30 is the usual)"),
+    Column("programme_weeks", Type.INTEGER, True, 1, 26, label="Programme weeks",
+           meaning="length of the programme"),
 )
 OUTCOME = (
-    Column("followup_pain_score", Type.NUMBER, True, 0, 10, allow_empty=True),
-    Column("followup_grip_strength_kg", Type.NUMBER, False, 0, 100),
-    Column("followup_sleep_quality", Type.INTEGER, False, 0, 10),
-    Column("followup_anxiety_score", Type.INTEGER, False, 0, 6),
-    Column("followup_depression_score", Type.INTEGER, False, 0, 6),
-    Column("adherence", Type.NUMBER, False, 0, 1),
-    Column("adverse_event", Type.BOOLEAN, False),
+    Column("followup_pain_score", Type.NUMBER, True, 0, 10, allow_empty=True,
+           label="Follow-up pain score (0–10)",
+           meaning="NRS at the end of the programme; empty when the patient was lost to follow-up"),
+    Column("followup_grip_strength_kg", Type.NUMBER, False, 0, 100, label="Follow-up grip strength",
+           unit="kg"),
+    Column("followup_sleep_quality", Type.INTEGER, False, 0, 10, label="Follow-up sleep quality (0–10)"),
+    Column("followup_anxiety_score", Type.INTEGER, False, 0, 6, label="Follow-up anxiety (GAD-2)"),
+    Column("followup_depression_score", Type.INTEGER, False, 0, 6, label="Follow-up depression (PHQ-2)"),
+    Column("adherence", Type.NUMBER, False, 0, 1, label="Adherence (share of planned sessions)",
+           meaning="fraction of planned sessions completed"),
+    Column("adverse_event", Type.BOOLEAN, False, label="Adverse event",
+           meaning="any harm attributed to treatment"),
 )
 
 PLAN_COLUMNS: tuple[str, ...] = tuple(c.name for c in PLAN)

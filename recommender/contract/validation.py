@@ -14,6 +14,7 @@ import pandas as pd
 
 from recommender.contract.columns import (
     FALSE_SPELLINGS,
+    IDENTIFIER_PATTERN,
     REGIONS,
     TRUE_SPELLINGS,
     Column,
@@ -120,6 +121,9 @@ def parse_column(raw: pd.Series, column: Column) -> tuple[pd.Series, list[RowErr
         parsed = [_parse_date(v) for v in raw.to_numpy()]
         bad = np.array([p is None for p in parsed], dtype=bool) & ~empty
         typed = pd.Series(parsed, index=raw.index, dtype=object)
+    elif column.type is Type.IDENTIFIER:
+        bad = ~empty & ~raw.str.fullmatch(IDENTIFIER_PATTERN).fillna(False).to_numpy(dtype=bool)
+        typed = raw.where(~(bad | empty), None).astype(object)
     else:  # STRING
         bad = np.zeros(len(raw), dtype=bool)
         typed = raw.where(~empty, None).astype(object)

@@ -48,6 +48,26 @@ EVIDENCE_LEVELS = ("limited", "moderate", "strong")
 PAIR_MODIFIERS = ("pain_tolerance=low", "pain_tolerance=high", "age",
                   "activity_level=sedentary", "activity_level=active")
 MIN_TRAINING_ROWS = 50
+# Loss to follow-up: below this many losses every followed-up episode weighs 1.
+MIN_LOST_FOR_FOLLOWUP_MODEL = 20
+# P(followed up) is floored here before inverting, so no episode weighs more than 20.
+MIN_FOLLOWUP_PROBABILITY = 0.05
+# Evidence: a plan has moderate support with this many similar past episodes (or this share
+# of the history, whichever is more), strong support with the second pair ...
+MIN_SUPPORT_EPISODES, MIN_SUPPORT_SHARE = 10, 0.001
+STRONG_SUPPORT_EPISODES, STRONG_SUPPORT_SHARE = 50, 0.005
+# ... and lies within these quantiles of the overlap distance of the plans actually given.
+MODERATE_OVERLAP_QUANTILE, STRONG_OVERLAP_QUANTILE = 0.99, 0.90
+MODERATE = EVIDENCE_LEVELS.index("moderate")
+STRONG = EVIDENCE_LEVELS.index("strong")
+# Larger than any score difference: limited-evidence plans rank after every supported one.
+UNSUPPORTED_RANK_PENALTY = 1e6
+# Secondary outcome models are fitted only with this much data (events of each class).
+MIN_SECONDARY_EVENTS = 20
+MIN_SECONDARY_VALUES = 100
+# Support counts are computed in blocks of plans to bound memory.
+SUPPORT_BLOCK = 512
+PAIN_SCALE_MAX = 10  # NRS 0–10: a reduction lies between pain − 10 and pain
 
 
 _THREADPOOLS = ThreadpoolController()
@@ -56,6 +76,16 @@ _THREADPOOLS = ThreadpoolController()
 def single_threaded():
     """One-patient calls are latency-bound: thread start-up costs more than it saves."""
     return _THREADPOOLS.limit(limits=1)
+
+
+def clip_to_scale(reduction: np.ndarray, pain: np.ndarray) -> np.ndarray:
+    """A pain reduction can take pain neither below 0 nor above the top of the scale."""
+    return np.clip(reduction, pain - PAIN_SCALE_MAX, pain)
+
+
+def inverse_probability_weights(p_followed: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """observed / P(followed up), with the probability floored at MIN_FOLLOWUP_PROBABILITY."""
+    return np.where(observed, 1.0 / np.clip(p_followed, MIN_FOLLOWUP_PROBABILITY, 1.0), 0.0)
 
 
 def improvement_threshold(pain_score: np.ndarray | float) -> np.ndarray:
@@ -181,7 +211,7 @@ class TreatmentRecommender(BaseEstimator):
 
     def _observation_weights(self, episodes, Xp, plans, observed, summary) -> np.ndarray:
         """1 / P(followed up | intake, plan, adherence), clipped, for followed-up rows."""
-        if summary.lost_to_followup < 20:
+        if summary.lost_to_followup < MIN_LOST_FOR_FOLLOWUP_MODEL:
             self.followup_model_ = None
             return np.ones(len(episodes))
         self.followup_uses_adherence_ = bool(
@@ -190,7 +220,7 @@ class TreatmentRecommender(BaseEstimator):
         model = HistGradientBoostingClassifier(max_iter=100, max_depth=3, min_samples_leaf=50,
                                                random_state=self.random_state).fit(F, observed)
         p = model.predict_proba(F)[:, 1]
-        w = np.where(observed, 1.0 / np.clip(p, 0.05, 1.0), 0.0)
+        w = inverse_probability_weights(p, observed)
         w[observed] /= w[observed].mean()
         self.followup_model_ = model
         summary.notes.append(
@@ -212,8 +242,8 @@ class TreatmentRecommender(BaseEstimator):
         uniq, counts = np.unique(plans, axis=0, return_counts=True)
         self.history_plans_, self.history_counts_ = uniq, counts
         n = len(plans)
-        self.min_support_ = int(max(10, 0.001 * n))
-        self.strong_support_ = int(max(50, 0.005 * n))
+        self.min_support_ = int(max(MIN_SUPPORT_EPISODES, MIN_SUPPORT_SHARE * n))
+        self.strong_support_ = int(max(STRONG_SUPPORT_EPISODES, STRONG_SUPPORT_SHARE * n))
         self.grid_support_ = self.support(PLAN_SPACE.matrix)
         u_obs = self._plan_units(plans)
         e_u = self._expected_units(Xp)
@@ -221,7 +251,8 @@ class TreatmentRecommender(BaseEstimator):
         cov = np.cov(resid, rowvar=False) + 1e-3 * np.eye(resid.shape[1])
         self.overlap_precision_ = np.linalg.inv(cov)
         d2 = np.einsum("ni,ij,nj->n", resid, self.overlap_precision_, resid)
-        self.overlap_q90_, self.overlap_q99_ = np.quantile(d2, [0.90, 0.99])
+        self.overlap_q90_, self.overlap_q99_ = np.quantile(
+            d2, [STRONG_OVERLAP_QUANTILE, MODERATE_OVERLAP_QUANTILE])
 
     def support(self, plans: np.ndarray) -> np.ndarray:
         """Past episodes with a similar plan: massage on/off the same, intensity and
@@ -229,8 +260,8 @@ class TreatmentRecommender(BaseEstimator):
         plans = np.atleast_2d(plans)
         h, c = self.history_plans_, self.history_counts_
         out = np.empty(len(plans), dtype=int)
-        for start in range(0, len(plans), 512):
-            p = plans[start:start + 512, None, :]
+        for start in range(0, len(plans), SUPPORT_BLOCK):
+            p = plans[start:start + SUPPORT_BLOCK, None, :]
             near = (
                 ((p[..., M_SESSIONS] > 0) == (h[None, :, M_SESSIONS] > 0))
                 & (np.abs(p[..., M_SESSIONS] - h[None, :, M_SESSIONS]) <= 1)
@@ -240,7 +271,7 @@ class TreatmentRecommender(BaseEstimator):
                 & (np.abs(p[..., MINUTES] - h[None, :, MINUTES]) <= 15)
                 & (np.abs(p[..., WEEKS] - h[None, :, WEEKS]) <= 4)
             )
-            out[start:start + 512] = near @ c
+            out[start:start + SUPPORT_BLOCK] = near @ c
         return out
 
     def _plan_units(self, plans: np.ndarray) -> np.ndarray:
@@ -267,8 +298,8 @@ class TreatmentRecommender(BaseEstimator):
     def _evidence(self, support: np.ndarray, d2: np.ndarray) -> np.ndarray:
         """0 limited, 1 moderate, 2 strong."""
         level = np.zeros(np.broadcast(support, d2).shape, dtype=int)
-        level[(support >= self.min_support_) & (d2 <= self.overlap_q99_)] = 1
-        level[(support >= self.strong_support_) & (d2 <= self.overlap_q90_)] = 2
+        level[(support >= self.min_support_) & (d2 <= self.overlap_q99_)] = MODERATE
+        level[(support >= self.strong_support_) & (d2 <= self.overlap_q90_)] = STRONG
         return level
 
     def _fit_secondary(self, episodes, Xp, plans, column, summary):
@@ -279,12 +310,12 @@ class TreatmentRecommender(BaseEstimator):
         F = np.hstack([Xp, plans])[known]
         if column == "adverse_event":
             yv = values[known].astype(bool).to_numpy()
-            if yv.sum() < 20 or (~yv).sum() < 20:
+            if yv.sum() < MIN_SECONDARY_EVENTS or (~yv).sum() < MIN_SECONDARY_EVENTS:
                 summary.notes.append("too few adverse events recorded to model their risk")
                 return None
             return HistGradientBoostingClassifier(max_iter=100, max_depth=3, min_samples_leaf=50,
                                                   random_state=self.random_state).fit(F, yv)
-        if known.sum() < 100:
+        if known.sum() < MIN_SECONDARY_VALUES:
             summary.notes.append(f"too few {column} values recorded to model it")
             return None
         return HistGradientBoostingRegressor(max_iter=100, max_depth=3, min_samples_leaf=50,
@@ -314,10 +345,10 @@ class TreatmentRecommender(BaseEstimator):
         grid = PLAN_SPACE.matrix
         mean, sd, model_sd = self.estimator_.score_grid(Xp, grid)
         pain = intakes["pain_score"].to_numpy(float)
-        mean = np.clip(mean, (pain - 10)[:, None], pain[:, None])
+        mean = clip_to_scale(mean, pain[:, None])
         allowed = gate.allowed_matrix(levels, grid)
         evidence = self._evidence(self.grid_support_[None, :], self._overlap_d2(Xp, grid))
-        candidates = allowed & (evidence >= 1)
+        candidates = allowed & (evidence >= MODERATE)
         score = mean - self.caution * model_sd
 
         guide_plans = np.array([d.guideline_plan().encode() for d in decisions])
@@ -331,7 +362,7 @@ class TreatmentRecommender(BaseEstimator):
         best = np.where(fallback, guide, best)
 
         # alternatives: supported plans first; limited-evidence ones only if too few are supported
-        ranked_score = np.where(allowed, score - 1e6 * ~candidates, -np.inf)
+        ranked_score = np.where(allowed, score - UNSUPPORTED_RANK_PENALTY * ~candidates, -np.inf)
         ranked_score[rows, best] = np.inf
         k = 1 + self.n_alternatives
         order = np.argsort(-ranked_score, axis=1)[:, :k]
@@ -358,10 +389,9 @@ class TreatmentRecommender(BaseEstimator):
 
     def _details(self, Xp, pain, plans, mean, sd, evidence, support) -> list[PlanPrediction]:
         lo_q, hi_q = self.estimator_.normalised_quantiles(self.coverage)
-        low = np.clip(mean + lo_q * sd, pain - 10, pain)
-        high = np.clip(mean + hi_q * sd, pain - 10, pain)
+        low = clip_to_scale(mean + lo_q * sd, pain)
+        high = clip_to_scale(mean + hi_q * sd, pain)
         prob = self.estimator_.prob_at_least(mean, sd, improvement_threshold(pain))
-        prob = np.where(improvement_threshold(pain) > pain, 0.0, prob)
         F = np.hstack([Xp, plans])
         adh = (np.clip(self.adherence_model_.predict(F), 0, 1) if self.adherence_model_ is not None
                else [None] * len(F))
@@ -394,9 +424,9 @@ class TreatmentRecommender(BaseEstimator):
         Xp = self.featurizer_.transform(frame)
         encoded = np.array([p.encode() for p in plans])
         Xrep = np.repeat(Xp, len(plans), axis=0)
-        mean, sd, _ = self.estimator_._parts(np.hstack([Xrep, encoded]))
+        mean, sd, _ = self.estimator_.predict_parts(np.hstack([Xrep, encoded]))
         pain = np.full(len(plans), float(intake["pain_score"]))
-        mean = np.clip(mean, pain - 10, pain)
+        mean = clip_to_scale(mean, pain)
         support = self.support(encoded)
         evidence = self._evidence(support, self._overlap_d2(Xrep, encoded, paired=True))
         preds = self._details(Xrep, pain, encoded, mean, sd, evidence, support)
@@ -409,13 +439,13 @@ class TreatmentRecommender(BaseEstimator):
     def predict_paired(self, intakes: pd.DataFrame, plans: np.ndarray) -> dict[str, np.ndarray]:
         """Mean and interval for each row's own plan (e.g. the plans therapists gave)."""
         Xp = self.featurizer_.transform(intakes)
-        mean, sd, _ = self.estimator_._parts(np.hstack([Xp, plans]))
+        mean, sd, _ = self.estimator_.predict_parts(np.hstack([Xp, plans]))
         pain = intakes["pain_score"].to_numpy(float)
         lo_q, hi_q = self.estimator_.normalised_quantiles(self.coverage)
         return {
-            "mean": np.clip(mean, pain - 10, pain),
-            "low": np.clip(mean + lo_q * sd, pain - 10, pain),
-            "high": np.clip(mean + hi_q * sd, pain - 10, pain),
+            "mean": clip_to_scale(mean, pain),
+            "low": clip_to_scale(mean + lo_q * sd, pain),
+            "high": clip_to_scale(mean + hi_q * sd, pain),
         }
 
     # ------------------------------------------------------------------ explain

@@ -14,8 +14,8 @@ An R-learner (Nie & Wager 2021) with a second-order dose–response basis:
 
 ``B`` is a ridge solution with the penalty chosen by cross-validation; its
 posterior covariance gives each prediction an epistemic variance, which widens
-intervals for plans far from the evidence.  Intervals are split-conformal on
-out-of-fold residuals, normalised by a learned noise scale.
+intervals for plans far from the evidence.  Intervals are cross-validated conformal
+(CV+ style) on out-of-fold residuals, normalised by a learned noise scale.
 
 The last ``n_plan_columns`` columns of ``X`` are the plan; the others the patient.
 """
@@ -88,7 +88,10 @@ class PlanEffectRegressor(RegressorMixin, BaseEstimator):
         k = self.n_plan_columns
         return X[:, :-k], X[:, -k:]
 
-    def _psi(self, Xp: np.ndarray) -> np.ndarray:
+    def patient_basis(self, Xp: np.ndarray) -> np.ndarray:
+        """ψ(x): an intercept and the standardised patient features (n, 1 + d_x).
+
+        Every plan effect is a linear function of ψ, so effects vary by patient."""
         z = (Xp - self.x_mean_) / self.x_scale_
         return np.column_stack([np.ones(len(z)), z])
 
@@ -103,16 +106,20 @@ class PlanEffectRegressor(RegressorMixin, BaseEstimator):
 
     def expected_plan_basis(self, X_patients) -> np.ndarray:
         """e(x): the plan basis therapists' habits would give these patients (n, d_phi)."""
-        return self._expected_phi(self._psi(np.asarray(X_patients, dtype=float)))
+        return self._expected_phi(self.patient_basis(np.asarray(X_patients, dtype=float)))
 
-    def _phi(self, P: np.ndarray) -> np.ndarray:
+    def plan_basis(self, P: np.ndarray) -> np.ndarray:
+        """φ(p): plan components scaled to [-1, 1], their squares, on/off indicators and
+        pairwise products — the second-order dose–response basis (n, d_phi)."""
         u = (P - self.plan_center_) / self.plan_half_range_
         on = (P > self.plan_low_).astype(float)
         a, b = np.triu_indices(P.shape[1], 1)
         return np.column_stack([u, u**2, on, u[:, a] * u[:, b]])
 
-    def _design(self, D: np.ndarray, psi: np.ndarray) -> np.ndarray:
-        """Compact regressors: main plan terms × all of ψ, pair terms × (1, modifiers)."""
+    def effect_design(self, D: np.ndarray, psi: np.ndarray) -> np.ndarray:
+        """The effect regressors Z for plan-basis rows ``D`` (usually φ(p) − e(x)) and ψ:
+        main plan terms × all of ψ, pair terms × (1, modifiers).  ``Z @ coef_`` is the
+        plan's effect; evaluation reuses Z for its debiasing (Riesz) correction."""
         n_main = 3 * self.n_plan_columns_
         main = np.einsum("ni,nj->nij", D[:, :n_main], psi).reshape(len(D), -1)
         small = psi[:, self.pair_psi_idx_]
@@ -165,13 +172,13 @@ class PlanEffectRegressor(RegressorMixin, BaseEstimator):
         mods = np.asarray(self.pair_modifiers, dtype=int)
         self.pair_psi_idx_ = np.concatenate([[0], mods + 1]).astype(int)
 
-        psi, phi = self._psi(Xp), self._phi(P)
+        psi, phi = self.patient_basis(Xp), self.plan_basis(P)
         splitter = GroupKFold(self.n_folds) if groups is not None else KFold(
             self.n_folds, shuffle=True, random_state=self.random_state)
         folds = [test for _, test in splitter.split(X, y, groups)]
 
         m_oof, e_oof = self._cross_fit_nuisances(folds, Xp, psi, phi, y, w)
-        Z = self._design(phi - e_oof, psi)
+        Z = self.effect_design(phi - e_oof, psi)
         resid = self._fit_effects(folds, Z, y - m_oof, w)
         self.baseline_model_, self.policy_coef_ = self._fit_nuisance(Xp, psi, phi, y, w)
         self._calibrate(folds, Xp, Z, resid, w)
@@ -270,23 +277,25 @@ class PlanEffectRegressor(RegressorMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ predict
 
-    def _parts(self, X):
+    def predict_parts(self, X) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Mean outcome, total predictive sd and epistemic variance of each row of ``X``
+        (what :meth:`predict` and :meth:`predict_interval` are built from)."""
         check_is_fitted(self)
         X = validate_data(self, X, reset=False)
         Xp, P = self._split(X)
-        psi = self._psi(Xp)
-        Z = self._design(self._phi(P) - self._expected_phi(psi), psi)
+        psi = self.patient_basis(Xp)
+        Z = self.effect_design(self.plan_basis(P) - self._expected_phi(psi), psi)
         mean = self.baseline_model_.predict(Xp) + Z @ self.coef_
         model_var = ((Z @ self.coef_cov_) * Z).sum(axis=1)
         return mean, self._total_sd(self._noise_sd(Xp), model_var), model_var
 
     def predict(self, X) -> np.ndarray:
         """Expected outcome of each row's patient under that row's plan."""
-        return self._parts(X)[0]
+        return self.predict_parts(X)[0]
 
     def predict_interval(self, X, coverage: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Conformal interval (low, high) with the given coverage (default ``self.coverage``)."""
-        mean, sd, _ = self._parts(X)
+        mean, sd, _ = self.predict_parts(X)
         lo_q, hi_q = self.normalised_quantiles(coverage)
         return mean + lo_q * sd, mean + hi_q * sd
 
@@ -309,7 +318,7 @@ class PlanEffectRegressor(RegressorMixin, BaseEstimator):
         """
         check_is_fitted(self)
         Xp = np.asarray(X_patients, dtype=float)
-        psi = self._psi(Xp)
+        psi = self.patient_basis(Xp)
         e = self._expected_phi(psi)
         d_phi, d_psi = self.policy_coef_.shape[1], psi.shape[1]
         cache = self._grid(plans, d_phi, d_psi)
@@ -332,9 +341,9 @@ class PlanEffectRegressor(RegressorMixin, BaseEstimator):
         The baseline m(x) cancels, so no nuisance model is evaluated.
         """
         check_is_fitted(self)
-        psi = self._psi(np.asarray(X_patients, dtype=float))
-        d = self._phi(np.asarray(plans_a, float)) - self._phi(np.asarray(plans_b, float))
-        Z = self._design(d, psi)
+        psi = self.patient_basis(np.asarray(X_patients, dtype=float))
+        d = self.plan_basis(np.asarray(plans_a, float)) - self.plan_basis(np.asarray(plans_b, float))
+        Z = self.effect_design(d, psi)
         return Z @ self.coef_, np.sqrt(np.maximum(((Z @ self.coef_cov_) * Z).sum(axis=1), 0))
 
     def _grid(self, plans: np.ndarray, d_phi: int, d_psi: int) -> dict:
@@ -347,7 +356,7 @@ class PlanEffectRegressor(RegressorMixin, BaseEstimator):
         cov_full = np.zeros((d_phi * d_psi, d_phi * d_psi))
         cov_full[np.ix_(pos, pos)] = self.coef_cov_
         cov_t = cov_full.reshape(d_phi, d_psi, d_phi, d_psi).transpose(0, 2, 1, 3)
-        phi = self._phi(np.asarray(plans, dtype=float))
+        phi = self.plan_basis(np.asarray(plans, dtype=float))
         self._grid_cache = {
             "key": key,
             "coef_full": coef_full,

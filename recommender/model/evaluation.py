@@ -20,7 +20,11 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-from recommender.model.engine import TreatmentRecommender
+from recommender.model.engine import (
+    TreatmentRecommender,
+    clip_to_scale,
+    inverse_probability_weights,
+)
 from recommender.safety import gate
 from recommender.safety.plans import encode_frame
 
@@ -52,7 +56,7 @@ def _observation_weights(model: TreatmentRecommender, episodes, Xp, plans, obser
         p = np.full(len(episodes), observed.mean() if observed.any() else 1.0)
     else:
         p = model.followup_model_.predict_proba(model.followup_features(episodes, Xp, plans))[:, 1]
-    return np.where(observed, 1.0 / np.clip(p, 0.05, 1.0), 0.0)
+    return inverse_probability_weights(p, observed)
 
 
 class DoublyRobust:
@@ -67,9 +71,9 @@ class DoublyRobust:
         self.observed = episodes["followup_pain_score"].notna().to_numpy()
         self.y = np.where(self.observed, self.pain - episodes["followup_pain_score"].to_numpy(float), 0.0)
         self.w = _observation_weights(model, episodes, self.Xp, self.plans, self.observed)
-        self.psi = est._psi(self.Xp)
+        self.psi = est.patient_basis(self.Xp)
         self.e = est.expected_plan_basis(self.Xp)
-        self.Z = est._design(est._phi(self.plans) - self.e, self.psi)
+        self.Z = est.effect_design(est.plan_basis(self.plans) - self.e, self.psi)
         self.mu = self._mean(self.plans)
         # The representer's Gram comes from training (same clinic, far more rows); how
         # strongly it is regularised is chosen on this file by cross-validating the
@@ -80,14 +84,14 @@ class DoublyRobust:
 
     def _mean(self, plans: np.ndarray) -> np.ndarray:
         mean = self.model.estimator_.predict(np.hstack([self.Xp, plans]))
-        return np.clip(mean, self.pain - 10, self.pain)
+        return clip_to_scale(mean, self.pain)
 
     def value(self, plans: np.ndarray, mask: np.ndarray | None = None) -> dict[str, float]:
         """DR estimate and 95 % CI of the policy giving row i the plan ``plans[i]``."""
         mask = np.ones(len(plans), dtype=bool) if mask is None else mask
         n, share = len(plans), mask.mean()
         est = self.model.estimator_
-        Zpi = est._design(est._phi(plans) - self.e, self.psi)
+        Zpi = est.effect_design(est.plan_basis(plans) - self.e, self.psi)
         gamma = self._representer(Zpi, mask)
         alpha = mask / share + self.Z @ gamma  # Riesz representer of E[μ(x, π(x)) | group]
         direct = self._mean(plans)

@@ -34,6 +34,20 @@ class Effect(str, Enum):
     AVOID_REGION = "avoid_region"
 
 
+# The one statement of the massage rule: each effect caps the massage intensity level a
+# plan may have (0 none, 1 gentle, 2 moderate, 3 firm); a patient's cap is the lowest cap
+# among the rules that fire, and a plan is allowed when it has no massage or massage no
+# firmer than the cap (see :func:`permits`).
+NO_LIMIT = len(INTENSITIES) - 1
+EFFECT_MAX_LEVEL = {"no_massage": 0, "no_firm_massage": NO_LIMIT - 1, "avoid_region": NO_LIMIT}
+
+
+def permits(sessions, level, max_level):
+    """Whether plans with these massage sessions and intensity levels respect ``max_level``
+    (numpy-broadcast: scalars, a plan column against one cap, or plans × patients)."""
+    return (np.asarray(sessions) == 0) | (np.asarray(level) <= np.asarray(max_level))
+
+
 class Scope(str, Enum):
     WHOLE_BODY = "whole_body"
     REGION = "region"
@@ -175,20 +189,17 @@ class GateDecision:
         return not self.forbidding_reasons(plan)
 
     def allowed_mask(self, encoded_plans: np.ndarray) -> np.ndarray:
-        """Boolean mask over encoded plans (rows as in :mod:`recommender.plans`)."""
-        sessions = encoded_plans[:, M_SESSIONS]
-        level = encoded_plans[:, M_LEVEL]
-        return (sessions == 0) | (level <= self.max_massage_level)
+        """Boolean mask over encoded plans (rows as in :mod:`recommender.safety.plans`)."""
+        return permits(encoded_plans[:, M_SESSIONS], encoded_plans[:, M_LEVEL], self.max_massage_level)
+
+    def allowed_intensities(self) -> tuple[str, ...]:
+        """Massage intensities (other than none) that this patient may be given."""
+        return tuple(i for level, i in enumerate(INTENSITIES) if level and permits(1, level, self.max_massage_level))
 
     def forbidding_reasons(self, plan: Plan) -> list[GateReason]:
         """The reasons that forbid this plan (empty when it is allowed)."""
-        if not plan.has_massage:
-            return []
-        level = INTENSITIES.index(plan.massage_intensity)
-        out = [r for r in self.reasons if r.effect is Effect.NO_MASSAGE]
-        if level == 3:
-            out += [r for r in self.reasons if r.effect is Effect.NO_FIRM_MASSAGE]
-        return out
+        sessions, level = plan.massage_sessions_per_week, INTENSITIES.index(plan.massage_intensity)
+        return [r for r in self.reasons if not permits(sessions, level, EFFECT_MAX_LEVEL[r.effect.value])]
 
 
 def _reason(rule_id: str, region: str | None = None) -> GateReason:
@@ -242,14 +253,8 @@ def evaluate(intake: Mapping[str, object]) -> GateDecision:
             rule = pain_rule if region == pain_region else other_rule
             reasons.append(_reason(rule, region))
 
-    massage_allowed = not any(r.effect is Effect.NO_MASSAGE for r in reasons)
-    if not massage_allowed:
-        max_level = 0
-    elif any(r.effect is Effect.NO_FIRM_MASSAGE for r in reasons):
-        max_level = 2
-    else:
-        max_level = 3
-    return GateDecision(massage_allowed, max_level, tuple(reasons))
+    max_level = min((EFFECT_MAX_LEVEL[r.effect.value] for r in reasons), default=NO_LIMIT)
+    return GateDecision(max_level > 0, max_level, tuple(reasons))
 
 
 def evaluate_frame(intakes: pd.DataFrame) -> list[GateDecision]:
@@ -267,7 +272,7 @@ def allowed_matrix(levels: np.ndarray, encoded_plans: np.ndarray) -> np.ndarray:
 
     ``levels`` from :func:`max_levels`; the same rule as :meth:`GateDecision.allowed_mask`."""
     plans = np.asarray(encoded_plans)
-    return (plans[None, :, M_SESSIONS] == 0) | (plans[None, :, M_LEVEL] <= np.asarray(levels)[:, None])
+    return permits(plans[None, :, M_SESSIONS], plans[None, :, M_LEVEL], np.asarray(levels)[:, None])
 
 
 def assert_allowed(intake: Mapping[str, object], plan: Plan) -> GateDecision:
@@ -285,4 +290,4 @@ def assert_allowed(intake: Mapping[str, object], plan: Plan) -> GateDecision:
 def violations(intakes: pd.DataFrame, encoded_plans: np.ndarray) -> np.ndarray:
     """Per row, whether its plan breaks the gate (for audits and benchmarks)."""
     levels = max_levels(evaluate_frame(intakes))
-    return (encoded_plans[:, M_SESSIONS] > 0) & (encoded_plans[:, M_LEVEL] > levels)
+    return ~permits(encoded_plans[:, M_SESSIONS], encoded_plans[:, M_LEVEL], levels)

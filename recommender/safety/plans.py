@@ -144,9 +144,6 @@ class PlanSpace:
         """Position of ``plan`` in the grid, or None if it lies off the grid."""
         return self._index.get(tuple(plan.encode()))
 
-    def frame(self) -> pd.DataFrame:
-        return encoded_to_frame(self.matrix)
-
 
 def encode_frame(plans: pd.DataFrame) -> np.ndarray:
     """Numeric encoding of the plan columns of a contract frame."""

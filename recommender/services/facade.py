@@ -3,8 +3,9 @@
 Every action takes the acting user first, checks the role (a denial is itself
 audited), and makes its changes and its audit event in one transaction.  The
 services below do the work; each gets what it depends on in its constructor,
-so the wiring is here and nowhere else.  Callers — the CLI and the Streamlit
-pages — use this façade and never the database directly.
+so the wiring is here and nowhere else.  The Streamlit pages reach data only
+through this façade (tests/test_architecture.py checks it); so does the CLI,
+except ``db upgrade``, which creates the schema the services need.
 """
 
 from __future__ import annotations

@@ -38,6 +38,9 @@ from recommender.services.permissions import Action, Role
 from recommender.storage.audit import canonical_json
 from recommender.storage.schema import ModelVersion, Promotion
 
+# A held-out cohort with fewer followed-up episodes than this is not evaluated.
+MIN_HELDOUT_OUTCOMES = 10
+
 
 class RegistryService:
     """Model registry: train and register versions, the promotion gate, promote and roll back."""
@@ -106,7 +109,7 @@ class RegistryService:
 
     @staticmethod
     def _evaluate_on(model: TreatmentRecommender, rows: pd.DataFrame) -> dict:
-        if len(rows) == 0 or rows["followup_pain_score"].notna().sum() < 10:
+        if len(rows) == 0 or rows["followup_pain_score"].notna().sum() < MIN_HELDOUT_OUTCOMES:
             return {"value": None, "ci_low": None, "ci_high": None, "violations": 0, "rows": len(rows)}
         recs = model.recommend_frame(rows)
         plans = np.array([r.best.plan.encode() for r in recs])
@@ -135,7 +138,7 @@ class RegistryService:
             if candidate is None:
                 raise ValueError(f"no model version {version}")
         rows = self._holdout_rows(candidate)
-        if len(rows) == 0 or rows["followup_pain_score"].notna().sum() < 10:
+        if len(rows) == 0 or rows["followup_pain_score"].notna().sum() < MIN_HELDOUT_OUTCOMES:
             return None, pd.DataFrame()
         model = self.load_version(candidate)
         report = evaluate(model, rows)

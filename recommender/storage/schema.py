@@ -124,7 +124,8 @@ class ModelVersion(Base):
 
 
 class Promotion(Base):
-    """Every change of the ``current`` alias, newest last (rollback walks back one)."""
+    """Every change of the ``current`` alias, newest last: the newest row's ``to_version`` is
+    current.  A rollback adds a row back to that row's ``from_version``."""
 
     __tablename__ = "promotions"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -7,7 +7,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from recommender.contract.columns import INTENSITIES
+from recommender.contract.columns import (
+    CONTRAINDICATIONS,
+    EXTRA_CONTRAINDICATIONS,
+    IDENTITY,
+    INTAKE,
+    REGIONS,
+    Column,
+    Type,
+)
 from recommender.safety.gate import Effect, GateDecision
 from recommender.safety.plans import (
     EXERCISE_DAYS,
@@ -38,8 +46,7 @@ def plan_controls(decision: GateDecision) -> PlanControls:
     blocked = [r.message for r in decision.reasons if r.effect is not Effect.AVOID_REGION]
     if not decision.massage_allowed:
         return PlanControls((0,), ("none",), " ".join(blocked))
-    allowed = tuple(INTENSITIES[1:decision.max_massage_level + 1])
-    return PlanControls(MASSAGE_SESSIONS, allowed, " ".join(blocked))
+    return PlanControls(MASSAGE_SESSIONS, decision.allowed_intensities(), " ".join(blocked))
 
 
 def build_plan(massage_sessions: int, intensity: str, training: int, exercise: int, minutes: int,
@@ -69,40 +76,34 @@ def form_to_intake(values: dict) -> dict:
     return out
 
 
-# Intake form fields: (column, label, kind, options) — kinds: text, int, float, choice, bool, regions.
-from recommender.contract.columns import (  # noqa: E402
-    ACTIVITY_LEVELS,
-    PAIN_CAUSES,
-    REGIONS,
-    SEXES,
-    TOLERANCES,
-)
+# Values a new intake form starts with (UI choices, not contract rules).
+FORM_DEFAULTS = {"age": 50, "pain_duration_months": 6.0, "pain_score": 6}
 
-INTAKE_FIELDS: tuple[tuple[str, str, str, tuple], ...] = (
-    ("episode_id", "Episode id", "text", ()),
-    ("patient_id", "Patient id", "text", ()),
-    ("age", "Age (years)", "int", (18, 100, 50)),
-    ("sex", "Sex", "choice", SEXES),
-    ("pain_region", "Pain region", "choice", REGIONS),
-    ("pain_cause", "Cause (assessment)", "choice", PAIN_CAUSES),
-    ("pain_duration_months", "Pain duration (months)", "float", (0.0, 600.0, 6.0)),
-    ("pain_score", "Pain score NRS 0–10", "int", (0, 10, 6)),
-    ("pain_tolerance", "Pain tolerance", "choice", TOLERANCES),
-    ("activity_level", "Activity level", "choice", ACTIVITY_LEVELS),
-    ("sleep_quality", "Sleep quality 0–10 (optional)", "optint", (0, 10)),
-    ("anxiety_score", "Anxiety GAD-2 0–6 (optional)", "optint", (0, 6)),
-    ("depression_score", "Depression PHQ-2 0–6 (optional)", "optint", (0, 6)),
-    ("grip_strength_kg", "Grip strength kg (optional)", "optfloat", (0.0, 100.0)),
-    ("bmi", "BMI (optional)", "optfloat", (12.0, 70.0)),
-    ("heart_condition", "Heart condition", "bool", ()),
-    ("infectious_disease", "Infectious disease", "bool", ()),
-    ("phlebitis", "Phlebitis / thrombophlebitis", "bool", ()),
-    ("fever", "Fever", "bool", ()),
-    ("deep_vein_thrombosis", "Deep-vein thrombosis", "bool", ()),
-    ("anticoagulant_therapy", "Takes anticoagulants", "bool", ()),
-    ("inflamed_skin_regions", "Inflamed skin (regions)", "regions", REGIONS),
-    ("infected_regions", "Infected (regions)", "regions", REGIONS),
-    ("recent_fracture_regions", "Recent fracture (regions)", "regions", REGIONS),
+
+def _field(column: Column) -> tuple[str, str, str, tuple]:
+    """(column, label, widget kind, options) of one contract column, from the contract alone."""
+    label = column.label + (f" ({column.unit})" if column.unit else "")
+    if not column.required and column.type in (Type.INTEGER, Type.NUMBER):
+        label += " (optional)"
+    if column.type is Type.IDENTIFIER:
+        return column.name, label, "text", ()
+    if column.type is Type.CATEGORY:
+        return column.name, label, "choice", column.choices
+    if column.type is Type.BOOLEAN:
+        return column.name, label, "bool", ()
+    if column.type is Type.REGION_LIST:
+        return column.name, label, "regions", REGIONS
+    integer = column.type is Type.INTEGER
+    cast = int if integer else float
+    bounds = (cast(column.low), cast(column.high))
+    if column.required:
+        return column.name, label, "int" if integer else "float", (*bounds, FORM_DEFAULTS[column.name])
+    return column.name, label, "optint" if integer else "optfloat", bounds
+
+
+INTAKE_FIELDS: tuple[tuple[str, str, str, tuple], ...] = tuple(
+    _field(c) for c in IDENTITY + INTAKE + CONTRAINDICATIONS + EXTRA_CONTRAINDICATIONS
+    if c.name != "intake_date"
 )
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 
 import pytest
-from .conftest import sign_in
 from playwright.sync_api import expect
 
 from recommender.devtools.demo import PHLEBITIS_EPISODE
+
+from .conftest import sign_in
 
 pytestmark = pytest.mark.browser
 
