@@ -37,12 +37,34 @@ def test_bom_quotes_column_order_and_boolean_spellings(training_csv):
     df = _rows(training_csv).head(5)
     df = df[list(reversed(df.columns))]
     df["heart_condition"] = ["TRUE", "No", "1", "yes", "False"]
-    df.loc[0, "patient_id"] = "Smith, Ann"  # needs quoting
+    df.loc[0, "patient_id"] = "Smith, Ann"  # needs quoting; read as one cell, then refused
+    df.loc[1, "patient_id"] = "P-2:a/b.c_d"  # every character the identifier rule allows
     data = b"\xef\xbb\xbf" + _bytes(df)
     parsed = read_episodes(data, Kind.TRAINING)
-    assert parsed.report.valid, parsed.report.format()
+    assert [str(e) for e in parsed.report.errors] == [
+        "row 2, column 'patient_id': 'Smith, Ann' — expected 1 to 64 characters: letters, digits "
+        "and - _ . : / (no spaces)"]
     assert list(parsed.frame["heart_condition"]) == [True, False, True, True, False]
-    assert parsed.frame.loc[0, "patient_id"] == "Smith, Ann"
+    assert parsed.frame.loc[1, "patient_id"] == "P-2:a/b.c_d"
+
+
+@pytest.mark.parametrize("value, ok", [("E-1", True), ("-E-minus", True), ("x" * 64, True),
+                                       ("x" * 65, False), ("A B", False), ("a'b", False),
+                                       ("a#b", False), ("ünï", False), ("", False)])
+def test_identifiers_follow_contract_1_1(training_csv, value, ok):
+    df = _rows(training_csv).head(2)
+    df.loc[0, "episode_id"] = value
+    errors = read_episodes(_bytes(df), Kind.TRAINING).report.errors
+    assert (errors == []) is ok, errors
+    if not ok:
+        assert errors[0].row == 2 and errors[0].column == "episode_id" and errors[0].value == value
+
+
+def test_pain_duration_has_an_upper_bound(training_csv):
+    df = _rows(training_csv).head(2)
+    df.loc[0, "pain_duration_months"] = "1201"
+    errors = read_episodes(_bytes(df), Kind.TRAINING).report.errors
+    assert [(e.row, e.column, e.value) for e in errors] == [(2, "pain_duration_months", "1201")]
 
 
 @pytest.mark.parametrize(
@@ -171,12 +193,13 @@ def test_formula_cells_are_escaped_and_read_back(text):
 
 def test_escaped_ids_round_trip(training_csv, tmp_path):
     df = _rows(training_csv).head(3)
-    df.loc[0, "episode_id"] = "=HYPERLINK(evil)"
+    df.loc[0, "episode_id"] = "-E-minus"  # a valid id that a spreadsheet would run as a formula
     parsed = read_episodes(_bytes(df), Kind.TRAINING)
+    assert parsed.frame.loc[0, "episode_id"] == "-E-minus"
     path = tmp_path / "out.csv"
     write_csv(parsed.frame, path)
-    assert "'=HYPERLINK" in path.read_text()
-    assert read_episodes(path, Kind.TRAINING).frame.loc[0, "episode_id"] == "=HYPERLINK(evil)"
+    assert "\n'-E-minus," in path.read_text()
+    assert read_episodes(path, Kind.TRAINING).frame.loc[0, "episode_id"] == "-E-minus"
 
 
 def test_write_is_atomic_on_failure(tmp_path, monkeypatch):
