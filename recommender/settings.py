@@ -36,6 +36,11 @@ class Settings(BaseSettings):
                                                           "`audit.key` in the data folder. Keep it off the database host.")
     audit_head_file: Path | None = Field(None, description="Chain head kept outside the database; "
                                                            "default `audit-head.json` in the data folder.")
+    signing_key_file: Path | None = Field(None, description="HMAC key that signs model cards; default "
+                                                            "`model-signing.key` in the data folder. Keep it outside the models folder.")
+    demo: bool = Field(True, description="Seed a demo clinic on the app's first start, into a new, "
+                                         "empty database only. Set `0` in production.")
+    clinic_timezone: str = Field("UTC", description="IANA time zone in which the app shows times.")
     max_file_mb: float = Field(50.0, description="Largest contract file accepted, in MB.")
     idle_minutes: float = Field(15.0, description="Idle minutes before the app signs a user out.")
     demo_episodes: int = Field(4000, description="Simulated past episodes seeded into a new demo clinic.")
@@ -53,6 +58,10 @@ class Settings(BaseSettings):
     @property
     def resolved_audit_key_file(self) -> Path:
         return self.audit_key_file or self.data_dir / "audit.key"
+
+    @property
+    def resolved_signing_key_file(self) -> Path:
+        return self.signing_key_file or self.data_dir / "model-signing.key"
 
     @property
     def resolved_audit_head_file(self) -> Path:

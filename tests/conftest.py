@@ -12,6 +12,16 @@ settings.register_profile("dev", max_examples=60, deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def installation_keys(tmp_path_factory):
+    """One model-signing key for the whole test session (as one installation has), kept
+    outside any models folder; subprocesses and the app servers inherit it."""
+    folder = tmp_path_factory.mktemp("keys")
+    os.environ["RECOMMENDER_SIGNING_KEY_FILE"] = str(folder / "model-signing.key")
+    yield folder
+    os.environ.pop("RECOMMENDER_SIGNING_KEY_FILE", None)
+
+
 @pytest.fixture(scope="session")
 def small_cohort():
     from recommender.devtools.simulator import simulate
@@ -113,7 +123,8 @@ def backend_url(request, tmp_path):
 
 
 def make_service(url: str, tmp_path, model_path=None):
-    """Upgraded database, demo-like users of every role, and (optionally) a current model."""
+    """Upgraded database with its audit key, users of every role signed in (``svc.actors``),
+    and (optionally) a current model — force-promoted, since an empty clinic has no cohort."""
     from recommender.services import ClinicService
     from recommender.services.identity import SYSTEM
     from recommender.storage.audit import AuditTrail
@@ -121,13 +132,15 @@ def make_service(url: str, tmp_path, model_path=None):
 
     db = Database(url)
     db.upgrade()
-    svc = ClinicService(db, AuditTrail(tmp_path / "audit.key", tmp_path / "audit-head.json"),
-                        model_dir=tmp_path / "models")
+    audit = AuditTrail(tmp_path / "audit.key", tmp_path / "audit-head.json")
+    audit.create_key()
+    svc = ClinicService(db, audit, model_dir=tmp_path / "models")
     for role in ROLES:
         svc.add_user(SYSTEM, role, role, PASSWORD)
+    svc.actors = {role: svc.sign_in(role, PASSWORD) for role in ROLES}
     if model_path is not None:
         version = svc.register_artifact(SYSTEM, model_path)
-        svc.promote(SYSTEM, version)
+        svc.promote(SYSTEM, version, force=True, reason="test fixture: no recorded cohort yet")
     return svc
 
 

@@ -24,15 +24,11 @@ from recommender.storage.schema import Decision
 
 from .conftest import PASSWORD, intake_dict
 
-THERAPIST = Actor("therapist", "therapist")
-DATA = Actor("data_staff", "data_staff")
-SUPERVISOR = Actor("supervisor", "supervisor")
-ADMIN = Actor("admin", "admin")
 
 
 def _new_episode(service, cohort, i=0, **changes) -> str:
     intake = intake_dict(cohort, i, episode_id=f"NEW-{i}-{len(changes)}", **changes)
-    return service.save_intake(THERAPIST, intake)
+    return service.save_intake(service.actors["therapist"], intake)
 
 
 def test_schema_upgrade_and_out_of_date_refusal(tmp_path):
@@ -73,25 +69,25 @@ def test_same_message_and_lockout_after_five(service):
     assert str(unknown.value) == str(wrong.value) == SIGN_IN_FAILED
     with pytest.raises(SignInFailed):  # locked now, even with the right password
         service.sign_in("therapist", PASSWORD)
-    actions = list(service.audit_events(SUPERVISOR)["action"])
+    actions = list(service.audit_events(service.actors["supervisor"])["action"])
     assert actions.count("failed_login") == 7 and actions.count("lockout") == 1
-    service.enable_user(ADMIN, "therapist")
-    assert service.sign_in("therapist", PASSWORD) == THERAPIST
+    service.enable_user(service.actors["admin"], "therapist")
+    assert service.sign_in("therapist", PASSWORD) == service.actors["therapist"]
 
 
 def test_user_commands_are_audited(service):
-    service.add_user(ADMIN, "newbie", "therapist", "long-enough-pw")
-    service.set_role(ADMIN, "newbie", "data_staff")
-    service.reset_password(ADMIN, "newbie", "another-long-pw")
-    service.disable_user(ADMIN, "newbie")
+    service.add_user(service.actors["admin"], "newbie", "therapist", "lilac-tractor-window")
+    service.set_role(service.actors["admin"], "newbie", "data_staff")
+    service.reset_password(service.actors["admin"], "newbie", "orange-kettle-mountain")
+    service.disable_user(service.actors["admin"], "newbie")
     with pytest.raises(SignInFailed):
-        service.sign_in("newbie", "another-long-pw")
-    events = service.audit_events(SUPERVISOR)
+        service.sign_in("newbie", "orange-kettle-mountain")
+    events = service.audit_events(service.actors["supervisor"])
     changes = events[events["action"] == "user_change"]
     assert "password" not in " ".join(changes["after"]).replace('"password":"reset"', "")
     assert len(changes) >= 4 + 4  # four fixture users plus four changes
-    with pytest.raises(ValueError, match="at least 10"):
-        service.add_user(ADMIN, "short", "therapist", "short")
+    with pytest.raises(ValueError, match="at least 15"):
+        service.add_user(service.actors["admin"], "short", "therapist", "short")
 
 
 # ---------------------------------------------------------------- permissions
@@ -124,21 +120,21 @@ def _attempt(service, actor: Actor, action: Action, episode: str, rec_id: int):
 def test_every_role_is_denied_every_action_outside_it(sqlite_service, trained):
     service = sqlite_service
     episode = _new_episode(service, trained["cohort"])
-    rec_id, _ = service.recommend(THERAPIST, episode)
+    rec_id, _ = service.recommend(service.actors["therapist"], episode)
     denials = 0
     for role in Role:
-        actor = Actor(role.value, role.value)
+        actor = service.actors[role.value]
         for action in Action:
             if action in ROLE_ACTIONS[role]:
                 continue
             with pytest.raises(PermissionDenied):
                 _attempt(service, actor, action, episode, rec_id)
             denials += 1
-    events = service.audit_events(SUPERVISOR)
+    events = service.audit_events(service.actors["supervisor"])
     assert (events["action"] == "denied").sum() == denials
     # e.g. a data-staff user cannot accept a plan, an admin cannot recommend
     with pytest.raises(PermissionDenied, match="data staff may not accept"):
-        service.accept(DATA, rec_id, Plan(0, "none", 2, 3, 30, 8))
+        service.accept(service.actors["data_staff"], rec_id, Plan(0, "none", 2, 3, 30, 8))
 
 
 # ---------------------------------------------------------------- clinical flow
@@ -146,26 +142,26 @@ def test_every_role_is_denied_every_action_outside_it(sqlite_service, trained):
 
 def test_recommend_accept_is_idempotent_and_override_needs_reason(service, trained):
     episode = _new_episode(service, trained["cohort"], 1)
-    rec_id, rec = service.recommend(THERAPIST, episode)
-    first = service.accept(THERAPIST, rec_id, rec.best.plan)
-    assert service.accept(THERAPIST, rec_id, rec.best.plan) == first  # double click
+    rec_id, rec = service.recommend(service.actors["therapist"], episode)
+    first = service.accept(service.actors["therapist"], rec_id, rec.best.plan)
+    assert service.accept(service.actors["therapist"], rec_id, rec.best.plan) == first  # double click
     other = Plan(0, "none", 1, 2, 30, 6)
     with pytest.raises(InputRejected, match="reason code"):
-        service.accept(THERAPIST, rec_id, other, idempotency_key="second")
-    service.accept(THERAPIST, rec_id, other, reason_code="patient_preference", idempotency_key="second")
+        service.accept(service.actors["therapist"], rec_id, other, idempotency_key="second")
+    service.accept(service.actors["therapist"], rec_id, other, reason_code="patient_preference", idempotency_key="second")
     with service.db.read() as s:
         assert s.execute(select(func.count(Decision.id))).scalar() == 2
-    actions = list(service.audit_events(SUPERVISOR)["action"])
+    actions = list(service.audit_events(service.actors["supervisor"])["action"])
     assert actions.count("accept") == 1 and actions.count("override") == 1
 
 
 def test_contraindicated_plan_cannot_be_accepted(service, trained):
     episode = _new_episode(service, trained["cohort"], 2, phlebitis="true")
-    rec_id, rec = service.recommend(THERAPIST, episode)
+    rec_id, rec = service.recommend(service.actors["therapist"], episode)
     assert not any(p.plan.has_massage for p in rec.ranked())
     massage = Plan(2, "gentle", 2, 3, 30, 8)
-    assert service.tune(THERAPIST, episode, massage).blocked_by == ("CI-PHLEBITIS",)
-    for role_actor in (THERAPIST,):
+    assert service.tune(service.actors["therapist"], episode, massage).blocked_by == ("CI-PHLEBITIS",)
+    for role_actor in (service.actors["therapist"],):
         with pytest.raises(gate.GateViolation, match="CI-PHLEBITIS"):
             service.accept(role_actor, rec_id, massage, reason_code="clinical_judgement",
                            reason_text="insists", idempotency_key="k")
@@ -176,7 +172,7 @@ def test_contraindicated_plan_cannot_be_accepted(service, trained):
 def test_intake_validation_names_field_and_value(service, trained):
     bad = intake_dict(trained["cohort"], 0, episode_id="BAD-1", age="12", pain_region="elbow")
     with pytest.raises(InputRejected) as exc:
-        service.save_intake(THERAPIST, bad)
+        service.save_intake(service.actors["therapist"], bad)
     found = {(e.column, e.value) for e in exc.value.errors}
     assert found == {("age", "12"), ("pain_region", "elbow")}
 
@@ -189,16 +185,16 @@ def test_import_is_all_or_nothing_and_export_round_trips(service, tmp_path):
     bad = cohort.episodes.copy().astype(object)
     bad.loc[7, "sex"] = "Q"
     with pytest.raises(InputRejected) as exc:
-        service.import_file(DATA, to_csv_bytes(bad), "bad.csv")
+        service.import_file(service.actors["data_staff"], to_csv_bytes(bad), "bad.csv")
     assert [(e.row, e.column, e.value) for e in exc.value.errors] == [(9, "sex", "Q")]
     assert service.training_frame().empty
-    refused = service.audit_events(SUPERVISOR).iloc[-1]
+    refused = service.audit_events(service.actors["supervisor"]).iloc[-1]
     assert refused["action"] == "import" and refused["reason"].startswith("refused")
-    service.import_file(DATA, to_csv_bytes(cohort.episodes), "good.csv")
+    service.import_file(service.actors["data_staff"], to_csv_bytes(cohort.episodes), "good.csv")
     with pytest.raises(InputRejected, match="already imported"):
-        service.import_file(DATA, to_csv_bytes(cohort.episodes), "again.csv")
+        service.import_file(service.actors["data_staff"], to_csv_bytes(cohort.episodes), "again.csv")
     out = tmp_path / "export.csv"
-    assert service.export_training(DATA, out) == 200
+    assert service.export_training(service.actors["data_staff"], out) == 200
     exported = read_episodes(out, "training")
     assert exported.report.valid
     original = read_episodes(to_csv_bytes(cohort.episodes), "training").frame
@@ -209,12 +205,12 @@ def test_import_is_all_or_nothing_and_export_round_trips(service, tmp_path):
 
 def test_followup_flows_back_into_training(service, trained):
     episode = _new_episode(service, trained["cohort"], 3)
-    rec_id, rec = service.recommend(THERAPIST, episode)
-    service.accept(THERAPIST, rec_id, rec.best.plan)
+    rec_id, rec = service.recommend(service.actors["therapist"], episode)
+    service.accept(service.actors["therapist"], rec_id, rec.best.plan)
     with pytest.raises(InputRejected) as exc:
-        service.record_followup(THERAPIST, episode, {"followup_pain_score": 14})
+        service.record_followup(service.actors["therapist"], episode, {"followup_pain_score": 14})
     assert exc.value.errors[0].column == "followup_pain_score"
-    service.record_followup(THERAPIST, episode, {"followup_pain_score": 2.5, "adherence": 0.9})
+    service.record_followup(service.actors["therapist"], episode, {"followup_pain_score": 2.5, "adherence": 0.9})
     frame = service.training_frame()
     row = frame[frame["episode_id"] == episode].iloc[0]
     assert row["followup_pain_score"] == 2.5
@@ -238,10 +234,10 @@ def _tamper(service, sql: str) -> None:
 
 def _populated(service, trained):
     episode = _new_episode(service, trained["cohort"], 4)
-    rec_id, rec = service.recommend(THERAPIST, episode)
-    service.accept(THERAPIST, rec_id, rec.best.plan)
-    assert service.verify_audit(SUPERVISOR).ok
-    return service.audit_events(SUPERVISOR)
+    rec_id, rec = service.recommend(service.actors["therapist"], episode)
+    service.accept(service.actors["therapist"], rec_id, rec.best.plan)
+    assert service.verify_audit(service.actors["supervisor"]).ok
+    return service.audit_events(service.actors["supervisor"])
 
 
 def test_audit_is_append_only(service, trained):
@@ -272,7 +268,7 @@ def test_tampering_is_detected_and_named(service, trained, case):
         _tamper(service, f"DELETE FROM audit_events WHERE seq >= {n - 1}")
         _tamper(service, f"UPDATE audit_head SET seq = {n - 2}, hash = "
                 f"(SELECT hash FROM audit_events WHERE seq = {n - 2})")
-    result = service.verify_audit(SUPERVISOR)
+    result = service.verify_audit(service.actors["supervisor"])
     assert not result.ok
     expected = {"edit": target, "delete": target, "insert": target + 1, "truncate": n - 1}[case]
     assert result.first_bad_seq == expected, str(result)
@@ -284,7 +280,7 @@ def test_audit_export_is_formula_safe(service, trained, tmp_path):
     with pytest.raises(SignInFailed):  # a failed sign-in records the typed name as the actor
         service.sign_in("=HYPERLINK(1)", "whatever-password")
     out = tmp_path / "audit.csv"
-    n = service.export_audit(SUPERVISOR, out)
+    n = service.export_audit(service.actors["supervisor"], out)
     content = out.read_text()
     assert "'=HYPERLINK(1)" in content
     assert n >= 5 and len(pd.read_csv(out)) == n
@@ -295,13 +291,13 @@ def test_audit_export_is_formula_safe(service, trained, tmp_path):
 
 def test_eight_writers_hundred_accepts_each(service, trained):
     episode = _new_episode(service, trained["cohort"], 5)
-    rec_id, rec = service.recommend(THERAPIST, episode)
+    rec_id, rec = service.recommend(service.actors["therapist"], episode)
     errors: list[BaseException] = []
 
     def writer(k: int) -> None:
         try:
             for i in range(100):
-                service.accept(THERAPIST, rec_id, rec.best.plan, idempotency_key=f"w{k}-{i}")
+                service.accept(service.actors["therapist"], rec_id, rec.best.plan, idempotency_key=f"w{k}-{i}")
         except BaseException as exc:  # noqa: BLE001 - collected and asserted below
             errors.append(exc)
 
@@ -313,9 +309,9 @@ def test_eight_writers_hundred_accepts_each(service, trained):
     assert not errors, errors[:3]
     with service.db.read() as s:
         assert s.execute(select(func.count(Decision.id))).scalar() == 800
-    result = service.verify_audit(SUPERVISOR)
+    result = service.verify_audit(service.actors["supervisor"])
     assert result.ok, str(result)
-    assert (service.audit_events(SUPERVISOR)["action"] == "accept").sum() == 800
+    assert (service.audit_events(service.actors["supervisor"])["action"] == "accept").sum() == 800
 
 
 CRASHING_WRITER = r"""
@@ -344,11 +340,11 @@ def test_kill_9_mid_transaction_leaves_no_partial_rows(service, trained, tmp_pat
     import sys
 
     episode = _new_episode(service, trained["cohort"], 6)
-    rec_id, _ = service.recommend(THERAPIST, episode)
+    rec_id, _ = service.recommend(service.actors["therapist"], episode)
     with service.db.read() as s:
         episode_pk = s.execute(text("SELECT episode_id FROM recommendations WHERE id = :i"),
                                {"i": rec_id}).scalar()
-    before = service.audit_events(SUPERVISOR)
+    before = service.audit_events(service.actors["supervisor"])
     proc = subprocess.Popen([sys.executable, "-c", CRASHING_WRITER, service.db.url,
                              str(service.audit.key_path), str(service.audit.head_path),
                              str(episode_pk), str(rec_id)],
@@ -361,11 +357,11 @@ def test_kill_9_mid_transaction_leaves_no_partial_rows(service, trained, tmp_pat
             assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
     with service.db.read() as s:
         assert s.execute(select(func.count(Decision.id))).scalar() == 0
-    assert len(service.audit_events(SUPERVISOR)) == len(before)
-    assert service.verify_audit(SUPERVISOR).ok
+    assert len(service.audit_events(service.actors["supervisor"])) == len(before)
+    assert service.verify_audit(service.actors["supervisor"]).ok
     # and the database is writable again at once
-    rec_id, rec = service.recommend(THERAPIST, episode)
-    service.accept(THERAPIST, rec_id, rec.best.plan)
+    rec_id, rec = service.recommend(service.actors["therapist"], episode)
+    service.accept(service.actors["therapist"], rec_id, rec.best.plan)
 
 
 # ---------------------------------------------------------------- registry
@@ -376,32 +372,32 @@ def test_registry_promotion_gate_force_and_rollback(sqlite_service, trained, tmp
     from recommender.devtools.simulator import simulate
 
     service = sqlite_service
-    service.import_file(DATA, to_csv_bytes(simulate(1500, seed=41).episodes), "history.csv")
-    v2 = service.train(DATA, seed=1)
-    versions = service.model_versions(DATA)
+    service.import_file(service.actors["data_staff"], to_csv_bytes(simulate(1500, seed=41).episodes), "history.csv")
+    v2 = service.train(service.actors["data_staff"], seed=1)
+    versions = service.model_versions(service.actors["data_staff"])
     assert list(versions["version"]) == [1, 2] and versions["current"].tolist() == [True, False]
     assert versions.loc[1, "policy_value"] is not None
-    verdict = service.promote(DATA, v2)
+    verdict = service.promote(service.actors["data_staff"], v2)
     assert verdict.violations == 0
     current = service.current_version().version
     assert current == (v2 if verdict.passed else 1)
     with pytest.raises(PermissionDenied):
-        service.promote(DATA, v2, force=True, reason="x")
+        service.promote(service.actors["data_staff"], v2, force=True, reason="x")
     with pytest.raises(InputRejected, match="reason"):
-        service.promote(SUPERVISOR, v2, force=True)
+        service.promote(service.actors["supervisor"], v2, force=True)
     if verdict.passed:
         with pytest.raises(ValueError, match="already current"):
-            service.promote(SUPERVISOR, v2)
-        assert service.rollback(DATA, reason="clinicians reported odd plans") == 1
+            service.promote(service.actors["supervisor"], v2)
+        assert service.rollback(service.actors["data_staff"], reason="clinicians reported odd plans") == 1
     assert service.current_version().version == 1
-    service.promote(SUPERVISOR, v2, force=True, reason="validated on our own audit sample")
+    service.promote(service.actors["supervisor"], v2, force=True, reason="validated on our own audit sample")
     assert service.current_version().version == v2
-    assert service.rollback(SUPERVISOR, reason="back to the known model") == 1
+    assert service.rollback(service.actors["supervisor"], reason="back to the known model") == 1
     assert service.current_version().version == 1
-    kinds = service.audit_events(SUPERVISOR)
+    kinds = service.audit_events(service.actors["supervisor"])
     assert (kinds["action"] == "promote").sum() >= 3 and (kinds["action"] == "rollback").sum() >= 1
     # the registry hash is enforced on load: a tampered artifact is refused
-    service.promote(SUPERVISOR, v2, force=True, reason="tamper check on our own copy")
+    service.promote(service.actors["supervisor"], v2, force=True, reason="tamper check on our own copy")
     path = service.current_version().artifact_path
     assert str(tmp_path) in path  # never touch the shared fixture model
     service.registry._model_cache.clear()
@@ -415,10 +411,10 @@ def test_registry_promotion_gate_force_and_rollback(sqlite_service, trained, tmp
 
 def test_concurrent_double_click_stores_one_decision(service, trained):
     episode = _new_episode(service, trained["cohort"], 7)
-    rec_id, rec = service.recommend(THERAPIST, episode)
+    rec_id, rec = service.recommend(service.actors["therapist"], episode)
     results: list[int] = []
     threads = [threading.Thread(target=lambda: results.append(
-        service.accept(THERAPIST, rec_id, rec.best.plan))) for _ in range(4)]
+        service.accept(service.actors["therapist"], rec_id, rec.best.plan))) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:

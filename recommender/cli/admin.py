@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import getpass
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from recommender.services.identity import SYSTEM, Actor
 from recommender.settings import get_settings
@@ -21,12 +23,21 @@ def _service(args):
     return open_service(getattr(args, "database_url", None))
 
 
-def _sign_in(service, args) -> Actor:
+def _password(args) -> str:
     if not args.user:
         raise ValueError("this command needs --user NAME (a signed-in account)")
     secret = get_settings().password
-    password = secret.get_secret_value() if secret else getpass.getpass(f"password for {args.user}: ")
-    return service.sign_in(args.user, password)
+    return secret.get_secret_value() if secret else getpass.getpass(f"password for {args.user}: ")
+
+
+@contextmanager
+def _signed_in(service, args) -> Iterator[Actor]:
+    """A session for this one command, ended when it finishes."""
+    actor = service.sign_in(args.user, _password(args))
+    try:
+        yield actor
+    finally:
+        service.sign_out(actor)
 
 
 def _new_password(args) -> str:
@@ -35,10 +46,12 @@ def _new_password(args) -> str:
 
 
 def cmd_db_upgrade(args) -> int:
-    from recommender.storage.database import Database
+    from recommender.services import upgrade_installation
 
-    db = Database(args.database_url)
-    print(f"database at schema revision {db.upgrade()} ({db.url.split('@')[-1]})")
+    revision, made = upgrade_installation(args.database_url)
+    print(f"database at schema revision {revision}")
+    for line in made:
+        print(line)
     return 0
 
 
@@ -47,63 +60,88 @@ def cmd_users(args) -> int:
     if args.action == "add" and not service.has_users():
         if args.role != "admin":
             raise ValueError("the first account of an empty database must be an admin")
-        actor = SYSTEM
-    else:
-        actor = _sign_in(service, args)
-    if args.action == "add":
-        service.add_user(actor, args.username, args.role, _new_password(args))
-    elif args.action == "disable":
-        service.disable_user(actor, args.username)
-    elif args.action == "enable":
-        service.enable_user(actor, args.username)
-    elif args.action == "reset-password":
-        service.reset_password(actor, args.username, _new_password(args))
-    elif args.action == "list":
-        print(service.list_users(actor).to_string(index=False))
+        service.add_user(SYSTEM, args.username, args.role, _new_password(args))
+        print(f"user {args.username}: add done (the first administrator)")
         return 0
+    with _signed_in(service, args) as actor:
+        if args.action == "list":
+            print(service.list_users(actor).to_string(index=False))
+            return 0
+        if not args.username:
+            raise UsageError(f"users {args.action} needs a USERNAME")
+        if args.action == "add":
+            service.add_user(actor, args.username, args.role, _new_password(args))
+        elif args.action == "disable":
+            service.disable_user(actor, args.username)
+        elif args.action == "enable":
+            service.enable_user(actor, args.username)
+        elif args.action == "reset-password":
+            service.reset_password(actor, args.username, _new_password(args))
+        elif args.action == "set-role":
+            service.set_role(actor, args.username, args.role)
     print(f"user {args.username}: {args.action} done")
     return 0
 
 
 def cmd_models(args) -> int:
     service = _service(args)
-    actor = _sign_in(service, args)
-    if args.action == "list":
-        frame = service.model_versions(actor)
-        print(frame.to_string(index=False) if len(frame) else "no model versions yet")
-    elif args.action == "register":
-        print(f"registered version {service.register_artifact(actor, args.target)}")
-    elif args.action == "promote":
-        verdict = service.promote(actor, int(args.target), force=args.force, reason=args.reason or "")
-        now = service.current_version()
-        print(f"promotion gate: {verdict.message}")
-        print(f"current model: v{now.version}" if now else "no current model")
-        return 0 if (verdict.passed or args.force) else 1
-    elif args.action == "rollback":
-        print(f"current model is now v{service.rollback(actor, reason=args.reason or '')}")
+    if args.action == "gc":
+        with _signed_in(service, args) as actor:
+            removed = service.collect_garbage(actor)
+        print(f"removed {len(removed)} orphaned file(s)" + "".join(f"\n  {p}" for p in removed))
+        return 0
+    with _signed_in(service, args) as actor:
+        if args.action == "list":
+            frame = service.model_versions(actor)
+            print(frame.to_string(index=False) if len(frame) else "no model versions yet")
+        elif args.action == "register":
+            print(f"registered version {service.register_artifact(actor, args.artifact)}")
+        elif args.action == "promote":
+            verdict = service.promote(actor, args.version, force=args.force, reason=args.reason or "",
+                                      cohort_file=args.cohort)
+            now = service.current_version()
+            print(f"promotion gate: {verdict.message}")
+            print(f"current model: v{now.version}" if now else "no current model")
+            return 0 if (verdict.passed or args.force) else 1
+        elif args.action == "rollback":
+            print(f"current model is now v{service.rollback(actor, reason=args.reason)}")
     return 0
 
 
 def cmd_audit(args) -> int:
     service = _service(args)
-    actor = _sign_in(service, args)
     if args.action == "verify":
-        result = service.verify_audit(actor)
+        # read-only: signs in without writing, so a tampered head file or trail is seen as it is
+        actor = service.authenticate(args.user or "", _password(args))
+        result = service.verify_audit(actor, record=False)
         print(result)
+        if result.ok:
+            try:  # the check itself is recorded afterwards, once its result is known
+                service.verify_audit(service.sign_in(args.user, _password(args)), record=True)
+            except Exception as exc:  # noqa: BLE001 - the verdict above stands either way
+                print(f"note: the check could not be recorded: {exc}")
         return 0 if result.ok else 1
-    n = service.export_audit(actor, args.out)
+    with _signed_in(service, args) as actor:
+        n = service.export_audit(actor, args.out)
     print(f"wrote {n} audit event(s) to {args.out}")
     return 0
 
 
 def cmd_export_training(args) -> int:
     service = _service(args)
-    actor = _sign_in(service, args)
-    print(f"wrote {service.export_training(actor, args.out)} episode(s) to {args.out}")
+    with _signed_in(service, args) as actor:
+        n = service.export_training(actor, args.out)
+    print(f"wrote {n} episode(s) to {args.out}")
     return 0
 
 
+class UsageError(ValueError):
+    """A command line that is missing something (exit 2, like argparse)."""
+
+
 def register(sub) -> None:
+    from recommender.services.permissions import Role
+
     def common(p: argparse.ArgumentParser, user: bool = True) -> None:
         p.add_argument("--database-url", default=None,
                        help="default: $RECOMMENDER_DATABASE_URL, else SQLite under data/")
@@ -116,28 +154,46 @@ def register(sub) -> None:
     p.set_defaults(handler=cmd_db_upgrade)
 
     p = sub.add_parser("users", help="manage accounts (admin)")
-    p.add_argument("action", choices=["add", "disable", "enable", "reset-password", "list"])
+    p.add_argument("action", choices=["add", "disable", "enable", "reset-password", "set-role", "list"])
     p.add_argument("username", nargs="?", default="")
-    p.add_argument("--role", choices=["therapist", "data_staff", "supervisor", "admin"], default="therapist")
+    p.add_argument("--role", choices=[r.value for r in Role], default=Role.THERAPIST.value)
     common(p)
     p.set_defaults(handler=cmd_users)
 
-    p = sub.add_parser("models", help="model registry: list, register, promote, rollback")
-    p.add_argument("action", choices=["list", "register", "promote", "rollback"])
-    p.add_argument("target", nargs="?", help="version (promote) or artifact path (register)")
+    models = sub.add_parser("models", help="model registry: list, register, promote, rollback, gc")
+    actions = models.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = actions.add_parser("list", help="every registered version")
+    common(p)
+    p = actions.add_parser("register", help="register an artifact this installation trained")
+    p.add_argument("artifact", help="model file (its signed card must lie beside it)")
+    common(p)
+    p = actions.add_parser("promote", help="make a version current, if the promotion gate passes")
+    p.add_argument("version", type=int)
+    p.add_argument("--cohort", default=None,
+                   help="a training file of held-out episodes to evaluate on (default: the recorded "
+                        "episodes the version was not trained on)")
     p.add_argument("--force", action="store_true", help="supervisor: promote despite the gate")
     p.add_argument("--reason", default=None)
     common(p)
-    p.set_defaults(handler=cmd_models)
-
-    p = sub.add_parser("audit", help="verify or export the audit trail (supervisor)")
-    p.add_argument("action", choices=["verify", "export"])
-    p.add_argument("out", nargs="?", help="CSV path for export")
+    p = actions.add_parser("rollback", help="return to the version promoted before the current one")
+    p.add_argument("--reason", required=True)
     common(p)
-    p.set_defaults(handler=cmd_audit)
+    p = actions.add_parser("gc", help="remove orphaned temporary and unregistered registry files")
+    common(p)
+    for p in actions.choices.values():
+        p.set_defaults(handler=cmd_models)
+
+    audit = sub.add_parser("audit", help="verify or export the audit trail (supervisor)")
+    actions = audit.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = actions.add_parser("verify", help="check the hash chain and the head file (writes nothing first)")
+    common(p)
+    p = actions.add_parser("export", help="write every event as formula-safe CSV")
+    p.add_argument("out", help="CSV path")
+    common(p)
+    for p in actions.choices.values():
+        p.set_defaults(handler=cmd_audit)
 
     p = sub.add_parser("export-training", help="write a contract training file from recorded episodes")
     p.add_argument("out")
     common(p)
     p.set_defaults(handler=cmd_export_training)
-

@@ -1,70 +1,97 @@
-"""First start on a fresh machine: a simulated clinic history, a trained default model and
-demo accounts — so the app works out of the box.  Idempotent: a seeded database is left alone."""
+"""The demo clinic: a simulated history, a trained default model and demo accounts.
+
+Seeded only into a brand-new, empty database (no users and no episodes), and
+never where ``RECOMMENDER_DEMO=0`` — so a clinic's own database can never
+receive simulated data or demo accounts.  The app's first start and
+``recommender demo seed`` call the same :func:`seed`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from sqlalchemy import func, select
+
 from recommender.contract.csv_io import to_csv_bytes
 from recommender.devtools.simulator import simulate
-from recommender.services import ClinicService, open_service
+from recommender.services import open_service, upgrade_installation
 from recommender.services.identity import SYSTEM
 from recommender.settings import get_settings
 from recommender.storage.database import Database
+from recommender.storage.schema import Episode, User
 
-DEMO_PASSWORD_SUFFIX = "-demo-pw"
-DEMO_USERS = (("therapist", "therapist"), ("datastaff", "data_staff"),
-              ("supervisor", "supervisor"), ("admin", "admin"))
+# Long demo passwords (NIST SP 800-63B: ≥ 15 characters, not the username). Demo only.
+DEMO_ACCOUNTS = (
+    ("therapist", "therapist", "gentle-harbour-lamp-42"),
+    ("datastaff", "data_staff", "copper-meadow-ledger-17"),
+    ("supervisor", "supervisor", "quiet-summit-lantern-58"),
+    ("admin", "admin", "amber-orchard-window-93"),
+)
 PHLEBITIS_EPISODE = "DEMO-PHLEBITIS"
 
 Progress = Callable[[float, str], None]
 
 
+class NotEmpty(RuntimeError):
+    """The database already holds users or episodes: the demo is never seeded into it."""
+
+
 def demo_password(username: str) -> str:
-    return username + DEMO_PASSWORD_SUFFIX
+    return {name: password for name, _, password in DEMO_ACCOUNTS}[username]
 
 
-def needs_seeding(url: str | None = None) -> bool:
+def is_empty(url: str | None = None) -> bool:
+    """No schema yet, or a schema with no users and no episodes."""
     db = Database(url)
     try:
-        if db.current_revision() != db.head_revision():
+        if db.current_revision() is None:
             return True
-        return ClinicService(db).current_version() is None
+        with db.read() as s:
+            users = s.execute(select(func.count(User.id))).scalar()
+            episodes = s.execute(select(func.count(Episode.id))).scalar()
+        return not users and not episodes
     finally:
         db.dispose()
 
 
+def needs_seeding(url: str | None = None) -> bool:
+    """Seed on first start only when demos are on and the database is brand new."""
+    return get_settings().demo and is_empty(url)
+
+
 def seed(url: str | None = None, progress: Progress | None = None, episodes: int | None = None) -> None:
-    """Create schema, demo accounts, simulated history, the default model and a few new patients."""
+    """Schema, keys, demo accounts, simulated history, the default model and today's patients."""
+    if not is_empty(url):
+        raise NotEmpty("the database already has users or episodes: the demo clinic is only "
+                       "seeded into a new, empty database")
     step = progress or (lambda f, m: None)
     step(0.02, "creating the database schema")
-    Database(url).upgrade()
+    upgrade_installation(url)
     service = open_service(url)
-    if not service.has_users():
-        step(0.05, "creating demo accounts")
-        for username, role in DEMO_USERS:
-            service.add_user(SYSTEM, username, role, demo_password(username))
-    if service.current_version() is None:
-        n = episodes or get_settings().demo_episodes
-        step(0.1, f"simulating {n:,} past episodes of care")
-        history = simulate(n, seed=1, scenario="large_clinic")
-        step(0.2, "importing the clinic history")
-        service.import_file(SYSTEM, to_csv_bytes(history.episodes), "simulated-history.csv")
-        step(0.3, "training the default model")
-        version = service.train(SYSTEM, seed=0,
-                                progress=lambda f, m: step(0.3 + 0.55 * f, f"training: {m}"))
-        step(0.9, "checking and promoting the default model")
-        service.promote(SYSTEM, version)
-        step(0.95, "adding today's new patients")
-        new = simulate(12, seed=500).intakes()
-        new["episode_id"] = [f"DEMO-{i + 1:04d}" for i in range(len(new))]
-        new["patient_id"] = [f"DEMO-P{i + 1:04d}" for i in range(len(new))]
-        clean = ~(new["heart_condition"] | new["infectious_disease"] | new["phlebitis"]
-                  | new["fever"] | new["deep_vein_thrombosis"])
-        phlebitis = new[clean.to_numpy()].iloc[[0]].copy()
-        phlebitis["episode_id"], phlebitis["patient_id"] = PHLEBITIS_EPISODE, "DEMO-P9999"
-        phlebitis["phlebitis"] = True
-        service.import_file(SYSTEM, to_csv_bytes(new), "todays-intakes.csv", kind="intake")
-        service.import_file(SYSTEM, to_csv_bytes(phlebitis), "phlebitis-intake.csv", kind="intake")
+    step(0.05, "creating demo accounts")
+    for username, role, password in DEMO_ACCOUNTS:
+        service.add_user(SYSTEM, username, role, password)
+    n = episodes or get_settings().demo_episodes
+    step(0.1, f"simulating {n:,} past episodes of care")
+    history = simulate(n, seed=1, scenario="large_clinic")
+    step(0.2, "importing the clinic history")
+    service.import_file(SYSTEM, to_csv_bytes(history.episodes), "simulated-history.csv")
+    step(0.3, "training the default model")
+    version = service.train(SYSTEM, seed=0, progress=lambda f, m: step(0.3 + 0.55 * f, f"training: {m}"))
+    step(0.9, "checking and promoting the default model")
+    verdict = service.promote(SYSTEM, version)
+    if not verdict.passed:
+        raise RuntimeError(f"the demo model did not pass the promotion gate: {verdict.message}")
+    step(0.95, "adding today's new patients")
+    new = simulate(12, seed=500).intakes()
+    new["episode_id"] = [f"DEMO-{i + 1:04d}" for i in range(len(new))]
+    new["patient_id"] = [f"DEMO-P{i + 1:04d}" for i in range(len(new))]
+    clean = ~(new["heart_condition"] | new["infectious_disease"] | new["phlebitis"]
+              | new["fever"] | new["deep_vein_thrombosis"])
+    phlebitis = new[clean.to_numpy()].iloc[[0]].copy()
+    phlebitis["episode_id"], phlebitis["patient_id"] = PHLEBITIS_EPISODE, "DEMO-P9999"
+    phlebitis["phlebitis"] = True
+    service.import_file(SYSTEM, to_csv_bytes(new), "todays-intakes.csv", kind="intake")
+    service.import_file(SYSTEM, to_csv_bytes(phlebitis), "phlebitis-intake.csv", kind="intake")
     step(1.0, "ready")
     service.db.dispose()

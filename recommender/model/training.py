@@ -19,8 +19,13 @@ def train_model(parsed: EpisodeFile, seed: int = 0, progress=None) -> TreatmentR
 
 
 def model_card(model: TreatmentRecommender, parsed: EpisodeFile, source: str | Path | None,
-               file_sha256: str | None, seed: int) -> dict:
-    """The metadata record saved beside an artifact."""
+               file_sha256: str | None, seed: int, fitted_ids: list[str] | None = None) -> dict:
+    """The metadata record saved beside an artifact.
+
+    ``training_episode_ids`` (default: every valid row) lets the promotion gate evaluate
+    on episodes the model was never fitted on."""
+    if fitted_ids is None:
+        fitted_ids = list(parsed.valid_rows()["episode_id"])
     est = model.estimator_
     summary = dataclasses.asdict(model.summary_)
     resid = est.oof_residual_
@@ -28,6 +33,7 @@ def model_card(model: TreatmentRecommender, parsed: EpisodeFile, source: str | P
         "kind": "TreatmentRecommender",
         "training_file": None if source is None else Path(source).name,
         "training_file_sha256": file_sha256,
+        "training_episode_ids": sorted(fitted_ids),
         "training": {
             **summary,
             "file_rows": parsed.report.n_rows,

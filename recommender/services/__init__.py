@@ -2,7 +2,11 @@
 
 from recommender.services.base import OVERRIDE_REASONS, InputRejected, PromotionVerdict
 from recommender.services.clinical import recommendation_output
-from recommender.services.facade import ClinicService, open_service
+from recommender.services.facade import (
+           ClinicService,
+           open_service,
+           upgrade_installation,
+)
 
 __all__ = ["ClinicService", "InputRejected", "OVERRIDE_REASONS", "PromotionVerdict", "open_service",
-           "recommendation_output"]
+           "recommendation_output", "upgrade_installation"]

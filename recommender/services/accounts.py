@@ -1,4 +1,4 @@
-"""Sign-in, sign-out and account management (admin)."""
+"""Sign-in and sessions, and account management (admin)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pandas as pd
 from sqlalchemy import func, select
 
-from recommender.services.base import AccessControl, AuditedStore
+from recommender.services.base import AccessControl, AuditedStore, InputRejected
 from recommender.services.identity import (
     MAX_FAILED_ATTEMPTS,
     Actor,
@@ -16,100 +16,156 @@ from recommender.services.identity import (
     verify_password,
 )
 from recommender.services.permissions import Action, Role
+from recommender.services.sessions import SessionEnded
 from recommender.storage.schema import User
+
+USERNAME_MAX_LENGTH = 80
 
 
 class AccountService:
-    """Sign-in, sign-out and account management (admin)."""
+    """Sign-in and sessions, and account management (admin)."""
 
     def __init__(self, store: AuditedStore, access: AccessControl) -> None:
         self.store = store
         self.access = access
 
+    def _check_password(self, username: str, password: str, s) -> User | None:
+        """The account, if the password is right and the account usable; else SignInFailed,
+        counting the failure (and locking after MAX_FAILED_ATTEMPTS) in ``s``."""
+        user = s.execute(select(User).where(User.username == username)).scalar_one_or_none()
+        ok = verify_password(user.password_hash if user else None, password)
+        if user and ok and user.active and not user.locked:
+            user.failed_attempts = 0
+            return user
+        if user is None:
+            self.store.log(s, Actor(username[:USERNAME_MAX_LENGTH], "unknown"), "failed_login",
+                           f"user:{username[:USERNAME_MAX_LENGTH]}", reason="unknown user")
+        else:
+            why = "account locked" if user.locked else "account disabled" if not user.active \
+                else "wrong password"
+            if not user.locked and user.active:
+                user.failed_attempts += 1
+            self.store.log(s, Actor(user.username, user.role), "failed_login", f"user:{username}",
+                           reason=why)
+            if not user.locked and user.failed_attempts >= MAX_FAILED_ATTEMPTS:
+                user.locked = True
+                self.store.log(s, Actor(user.username, user.role), "lockout", f"user:{username}",
+                               after={"locked": True},
+                               reason=f"{MAX_FAILED_ATTEMPTS} failed sign-in attempts")
+        return None
+
     def sign_in(self, username: str, password: str) -> Actor:
-        """The same failure for unknown users, wrong passwords and locked accounts."""
+        """A new session for the account; the same failure for unknown users, wrong
+        passwords and locked or disabled accounts."""
         with self.store.write() as s:
+            user = self._check_password(username, password, s)
+            if user is not None:
+                token = self.access.sessions.issue(s, user.username)
+                actor = Actor(user.username, user.role, token)
+                self.store.log(s, actor, "login", f"user:{username}")
+                return actor
+        raise SignInFailed()
+
+    def authenticate(self, username: str, password: str) -> Actor:
+        """Check credentials without writing anything (no session, no event): a read-only
+        actor, for `audit verify` on a trail that may refuse writes.  A failure is still
+        counted when the trail can be written."""
+        with self.store.read() as s:
             user = s.execute(select(User).where(User.username == username)).scalar_one_or_none()
             ok = verify_password(user.password_hash if user else None, password)
             if user and ok and user.active and not user.locked:
-                user.failed_attempts = 0
-                actor = Actor(user.username, user.role)
-                self.store.log(s, actor, "login", f"user:{username}")
-                return actor
-            if user is None:
-                self.store.log(s, Actor(username[:80], "unknown"), "failed_login", f"user:{username[:80]}",
-                          reason="unknown user")
-            else:
-                why = "account locked" if user.locked else "account disabled" if not user.active \
-                    else "wrong password"
-                if not user.locked and user.active:
-                    user.failed_attempts += 1
-                self.store.log(s, Actor(user.username, user.role), "failed_login", f"user:{username}",
-                          reason=why)
-                if not user.locked and user.failed_attempts >= MAX_FAILED_ATTEMPTS:
-                    user.locked = True
-                    self.store.log(s, Actor(user.username, user.role), "lockout", f"user:{username}",
-                              after={"locked": True},
-                              reason=f"{MAX_FAILED_ATTEMPTS} failed sign-in attempts")
+                return Actor(user.username, user.role, self.access.grant_read_only(user.username))
+        try:
+            with self.store.write() as s:
+                self._check_password(username, password, s)
+        except Exception:  # noqa: BLE001 - the refusal below stands whatever the trail says
+            pass
         raise SignInFailed()
 
+    def resume(self, token: str) -> Actor:
+        """The actor of a live session (a browser reload, another app process); raises SessionEnded."""
+        return self.access.sessions.resolve(token)
+
     def sign_out(self, actor: Actor) -> None:
+        try:
+            actor = self.access.current(actor)
+        except SessionEnded:
+            return
         with self.store.write() as s:
             self.store.log(s, actor, "logout", f"user:{actor.username}")
+        if actor.session_token:
+            self.access.sessions.end(actor.session_token, "signed out")
 
     def add_user(self, actor: Actor, username: str, role: str, password: str) -> None:
-        self.access.require(actor, Action.MANAGE_USERS, f"user:{username}")
-        Role(role)  # raises ValueError for an unknown role
-        if not username or len(username) > 80:
-            raise ValueError("username must have 1 to 80 characters")
+        actor = self.access.require(actor, Action.MANAGE_USERS, f"user:{username}")
+        _check_role(role)
+        if not username or len(username) > USERNAME_MAX_LENGTH or username != username.strip():
+            raise InputRejected(f"username must have 1 to {USERNAME_MAX_LENGTH} characters and no "
+                                "leading or trailing spaces")
+        password_hash = hash_password(password, username)
         with self.store.write() as s:
             if s.execute(select(User).where(User.username == username)).scalar_one_or_none():
-                raise ValueError(f"user {username!r} already exists")
-            s.add(User(username=username, role=role, password_hash=hash_password(password)))
+                raise InputRejected(f"user {username!r} already exists")
+            s.add(User(username=username, role=role, password_hash=password_hash))
             self.store.log(s, actor, "user_change", f"user:{username}", None,
-                      {"username": username, "role": role, "active": True}, "user added")
+                           {"username": username, "role": role, "active": True}, "user added")
 
-    def _change_user(self, actor: Actor, username: str, change: Callable[[User], dict], reason: str):
-        self.access.require(actor, Action.MANAGE_USERS, f"user:{username}")
+    def _change_user(self, actor: Actor, username: str, change: Callable[[User], dict], reason: str,
+                     ends_sessions: bool) -> None:
         with self.store.write() as s:
             user = s.execute(select(User).where(User.username == username)).scalar_one_or_none()
             if user is None:
-                raise ValueError(f"no user {username!r}")
+                raise InputRejected(f"no user {username!r}")
             before = {"role": user.role, "active": user.active, "locked": user.locked}
             after = change(user)
-            self.store.log(s, actor, "user_change", f"user:{username}", before, after, reason)
+            if before["role"] == Role.ADMIN.value and before["active"] and not (
+                    user.active and user.role == Role.ADMIN.value):
+                others = s.execute(select(func.count(User.id)).where(
+                    User.role == Role.ADMIN.value, User.active.is_(True), User.id != user.id)).scalar()
+                if not others:
+                    raise InputRejected(f"{username!r} is the last active administrator: add or "
+                                        "enable another admin first")
+            ended = self.access.sessions.end_all_for(s, username, reason) if ends_sessions else 0
+            self.store.log(s, actor, "user_change", f"user:{username}", before,
+                           {**after, "sessions_ended": ended}, reason)
 
     def disable_user(self, actor: Actor, username: str) -> None:
+        actor = self.access.require(actor, Action.MANAGE_USERS, f"user:{username}")
+
         def change(u: User) -> dict:
             u.active = False
             return {"role": u.role, "active": False, "locked": u.locked}
 
-        self._change_user(actor, username, change, "user disabled")
+        self._change_user(actor, username, change, "user disabled", ends_sessions=True)
 
     def enable_user(self, actor: Actor, username: str) -> None:
+        actor = self.access.require(actor, Action.MANAGE_USERS, f"user:{username}")
+
         def change(u: User) -> dict:
             u.active, u.locked, u.failed_attempts = True, False, 0
             return {"role": u.role, "active": True, "locked": False}
 
-        self._change_user(actor, username, change, "user enabled and unlocked")
+        self._change_user(actor, username, change, "user enabled and unlocked", ends_sessions=False)
 
     def reset_password(self, actor: Actor, username: str, password: str) -> None:
-        new_hash = hash_password(password)
+        actor = self.access.require(actor, Action.MANAGE_USERS, f"user:{username}")
+        new_hash = hash_password(password, username)
 
         def change(u: User) -> dict:
             u.password_hash, u.locked, u.failed_attempts = new_hash, False, 0
             return {"role": u.role, "active": u.active, "locked": False, "password": "reset"}
 
-        self._change_user(actor, username, change, "password reset")
+        self._change_user(actor, username, change, "password reset", ends_sessions=True)
 
     def set_role(self, actor: Actor, username: str, role: str) -> None:
-        Role(role)
+        actor = self.access.require(actor, Action.MANAGE_USERS, f"user:{username}")
+        _check_role(role)
 
         def change(u: User) -> dict:
             u.role = role
             return {"role": role, "active": u.active, "locked": u.locked}
 
-        self._change_user(actor, username, change, "role changed")
+        self._change_user(actor, username, change, "role changed", ends_sessions=True)
 
     def list_users(self, actor: Actor) -> pd.DataFrame:
         self.access.require(actor, Action.MANAGE_USERS)
@@ -117,9 +173,14 @@ class AccountService:
             rows = s.execute(select(User).order_by(User.username)).scalars().all()
             return pd.DataFrame([{"username": u.username, "role": u.role, "active": u.active,
                                   "locked": u.locked, "failed_attempts": u.failed_attempts}
-                                 for u in rows])
+                                 for u in rows],
+                                columns=["username", "role", "active", "locked", "failed_attempts"])
 
     def has_users(self) -> bool:
         with self.store.read() as s:
             return bool(s.execute(select(func.count(User.id))).scalar())
 
+
+def _check_role(role: str) -> None:
+    if role not in {r.value for r in Role}:
+        raise InputRejected(f"unknown role {role!r}: one of " + ", ".join(r.value for r in Role))

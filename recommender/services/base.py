@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from recommender.contract.columns import INTAKE_COLUMNS
@@ -14,8 +16,10 @@ from recommender.contract.csv_io import format_cell
 from recommender.contract.validation import RowError
 from recommender.services.identity import SYSTEM, Actor
 from recommender.services.permissions import Action, PermissionDenied, allowed
+from recommender.services.sessions import SessionEnded, SessionRegistry
 from recommender.storage.audit import AuditTrail, canonical_json
 from recommender.storage.database import Database
+from recommender.storage.schema import User
 
 OVERRIDE_REASONS = {
     "patient_preference": "Patient preference",
@@ -45,6 +49,7 @@ class PromotionVerdict:
     current_value: float | None
     current_ci: tuple[float, float] | None
     message: str
+    cohort_size: int = 0  # followed-up episodes the candidate was evaluated on
 
 
 def record_sha256(obj: object) -> str:
@@ -67,7 +72,8 @@ class AuditedStore:
 
     Every change is made in one write transaction that also carries its audit
     events, so a record and its audit entry exist together or not at all; the
-    chain head is published outside the database only after the commit.
+    chain head is published outside the database under the same lock, right
+    after the commit.
     """
 
     def __init__(self, db: Database, audit: AuditTrail) -> None:
@@ -76,11 +82,12 @@ class AuditedStore:
 
     @contextmanager
     def write(self) -> Iterator[Session]:
-        with self.db.write() as session:
-            yield session
-        head = session.info.get("audit_head")
-        if head is not None:
-            self.audit.publish_head(*head)
+        with self.audit.writer_lock():
+            with self.db.write() as session:
+                yield session
+            head = session.info.get("audit_head")
+            if head is not None:
+                self.audit.publish_head(*head)
 
     def read(self):
         return self.db.read()
@@ -90,20 +97,62 @@ class AuditedStore:
         self.audit.append(session, actor.username, actor.role, action, target, before, after, reason)
 
 
+# Actions a read-only credential (``authenticate``, used by `audit verify`) may take.
+READ_ONLY_ACTIONS = frozenset({Action.VIEW_AUDIT})
+
+
 class AccessControl:
-    """The permission check every action starts with; a denial is itself audited."""
+    """Who is really acting, and whether their role allows it; denials are audited.
 
-    def __init__(self, store: AuditedStore) -> None:
+    The caller's :class:`Actor` is only a handle: the account behind its session is
+    read again on every call, so a hand-made or stale actor gets nowhere."""
+
+    def __init__(self, store: AuditedStore, sessions: SessionRegistry) -> None:
         self.store = store
+        self.sessions = sessions
+        self._read_only: dict[str, str] = {}  # token -> username, this process only
 
-    def require(self, actor: Actor, action: Action, target: str = "") -> None:
-        """Raise PermissionDenied (and audit the attempt) unless the role allows ``action``."""
-        if actor.role == SYSTEM.role or allowed(actor.role, action):
-            return
+    def grant_read_only(self, username: str) -> str:
+        """A token for read-only actions that writes nothing (`audit verify` signs in with it)."""
+        token = "ro-" + secrets.token_urlsafe(24)
+        self._read_only[token] = username
+        return token
+
+    def current(self, actor: Actor) -> Actor:
+        """The actor as the database says now; raises SessionEnded (audited) otherwise."""
+        if actor is SYSTEM:
+            return SYSTEM
+        token = actor.session_token or ""
+        try:
+            if token in self._read_only:
+                return self._read_only_actor(token)
+            return self.sessions.resolve(token)
+        except SessionEnded as exc:
+            with self.store.write() as s:
+                self.store.log(s, Actor(actor.username[:80], "unauthenticated"), "denied",
+                               f"user:{actor.username[:80]}", reason=f"no valid session: {exc}")
+            raise
+
+    def _read_only_actor(self, token: str) -> Actor:
+        with self.store.read() as s:
+            user = s.execute(select(User).where(User.username == self._read_only[token])).scalar_one_or_none()
+        if user is None or not user.active or user.locked:
+            raise SessionEnded("the account is disabled or locked")
+        return Actor(user.username, user.role, token)
+
+    def require(self, actor: Actor, action: Action, target: str = "") -> Actor:
+        """The verified actor, if their current role allows ``action``; else PermissionDenied
+        (and the attempt is audited)."""
+        current = self.current(actor)
+        if current is SYSTEM:
+            return current
+        read_only = (current.session_token or "") in self._read_only
+        if allowed(current.role, action) and (not read_only or action in READ_ONLY_ACTIONS):
+            return current
         with self.store.write() as s:
-            self.store.log(s, actor, "denied", target, after={"action": action.value},
-                           reason=f"role {actor.role} may not {action.value}")
-        raise PermissionDenied(f"a {actor.role.replace('_', ' ')} may not {action.value.replace('_', ' ')}")
+            self.store.log(s, current, "denied", target, after={"action": action.value},
+                           reason=f"role {current.role} may not {action.value}")
+        raise PermissionDenied(f"a {current.role.replace('_', ' ')} may not {action.value.replace('_', ' ')}")
 
 
 class AlreadyDecided(RuntimeError):

@@ -53,7 +53,7 @@ class ClinicalService:
 
     def save_intake(self, actor: Actor, intake: dict) -> str:
         """Store a new episode (and its patient); returns the episode id."""
-        self.access.require(actor, Action.ENTER_INTAKE)
+        actor = self.access.require(actor, Action.ENTER_INTAKE)
         typed = self.validate_intake(intake)
         record = intake_record(typed)
         with self.store.write() as s:
@@ -79,7 +79,7 @@ class ClinicalService:
         return episode
 
     def intake(self, actor: Actor, episode_code: str) -> dict:
-        self.access.require(actor, Action.VIEW_PATIENTS, f"episode:{episode_code}")
+        actor = self.access.require(actor, Action.VIEW_PATIENTS, f"episode:{episode_code}")
         with self.store.read() as s:
             return dict(self._episode(s, episode_code).intake)
 
@@ -91,7 +91,7 @@ class ClinicalService:
         return episode
 
     def find_episodes(self, actor: Actor, text: str = "", limit: int = 50) -> pd.DataFrame:
-        self.access.require(actor, Action.VIEW_PATIENTS)
+        actor = self.access.require(actor, Action.VIEW_PATIENTS)
         with self.store.read() as s:
             q = select(Episode.episode_code, Patient.patient_code, Episode.created_at).join(
                 Patient, Patient.id == Episode.patient_id)
@@ -109,7 +109,7 @@ class ClinicalService:
 
     def recommend(self, actor: Actor, episode_code: str) -> tuple[int, Recommendation]:
         """Recommend for a stored episode and record the recommendation."""
-        self.access.require(actor, Action.RECOMMEND, f"episode:{episode_code}")
+        actor = self.access.require(actor, Action.RECOMMEND, f"episode:{episode_code}")
         version, model = self.models.current_model()
         with self.store.read() as s:
             episode = self._episode(s, episode_code)
@@ -132,7 +132,7 @@ class ClinicalService:
 
     def tune(self, actor: Actor, episode_code: str, plan: Plan, audit: bool = True):
         """Predicted outcome of a plan the therapist is adjusting (forbidden plans say why)."""
-        self.access.require(actor, Action.TUNE, f"episode:{episode_code}")
+        actor = self.access.require(actor, Action.TUNE, f"episode:{episode_code}")
         _, model = self.models.current_model()
         with self.store.read() as s:
             record = dict(self._episode(s, episode_code).intake)
@@ -153,13 +153,18 @@ class ClinicalService:
         even two concurrent requests — stores one decision.  The gate is checked again here:
         no role or path can store a contraindicated plan.
         """
-        self.access.require(actor, Action.ACCEPT, f"recommendation:{recommendation_id}")
+        actor = self.access.require(actor, Action.ACCEPT, f"recommendation:{recommendation_id}")
         key = idempotency_key or f"recommendation:{recommendation_id}"
         try:
             return self._accept(actor, recommendation_id, plan, reason_code, reason_text, key)
         except AlreadyDecided:  # a concurrent request with the same key stored it first
             with self.store.read() as s:
                 return s.execute(select(Decision.id).where(Decision.idempotency_key == key)).scalar_one()
+        except gate.GateViolation as exc:  # nothing was stored; the attempt itself is recorded
+            with self.store.write() as s:
+                self.store.log(s, actor, "accept_refused", f"recommendation:{recommendation_id}", None,
+                               {"plan": plan.as_dict()}, reason=str(exc))
+            raise
 
     def _accept(self, actor: Actor, recommendation_id: int, plan: Plan, reason_code: str | None,
                 reason_text: str, key: str) -> int:
@@ -202,7 +207,7 @@ class ClinicalService:
 
     def record_followup(self, actor: Actor, episode_code: str, outcome: dict,
                         lost_to_followup: bool = False) -> None:
-        self.access.require(actor, Action.RECORD_FOLLOWUP, f"episode:{episode_code}")
+        actor = self.access.require(actor, Action.RECORD_FOLLOWUP, f"episode:{episode_code}")
         columns = {c.name: c for c in OUTCOME}
         unknown = set(outcome) - set(columns)
         if unknown:

@@ -46,7 +46,7 @@ class DataService:
     def import_file(self, actor: Actor, data: bytes, file_name: str,
                     kind: str = "training") -> tuple[int, EpisodeFile]:
         """Import a contract file, all rows or none; returns (import id, parsed file)."""
-        self.access.require(actor, Action.IMPORT, f"file:{file_name}")
+        actor = self.access.require(actor, Action.IMPORT, f"file:{file_name}")
         digest = hashlib.sha256(data).hexdigest()
         parsed = read_episodes(data, kind)
         if not parsed.report.valid:
@@ -140,7 +140,7 @@ class DataService:
         return frame[[c for c in names if c in frame]] if len(frame) else pd.DataFrame(columns=names)
 
     def export_training(self, actor: Actor, path: str | Path) -> int:
-        self.access.require(actor, Action.EXPORT_TRAINING, f"file:{Path(path).name}")
+        actor = self.access.require(actor, Action.EXPORT_TRAINING, f"file:{Path(path).name}")
         frame = self.training_frame()
         data = to_csv_bytes(frame)
         # re-read through the contract reader: we only hand out files we would accept

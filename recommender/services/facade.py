@@ -12,15 +12,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sqlalchemy import select
+
+from recommender.model.artifacts import CardSigner
 from recommender.services.accounts import AccountService
 from recommender.services.base import AccessControl, AuditedStore
 from recommender.services.clinical import ClinicalService
 from recommender.services.data import DataService
 from recommender.services.oversight import OversightService
 from recommender.services.registry import RegistryService
+from recommender.services.sessions import SessionRegistry
 from recommender.settings import get_settings
 from recommender.storage.audit import AuditTrail
 from recommender.storage.database import Database
+from recommender.storage.schema import AuditEvent
 
 
 class ClinicService:
@@ -37,7 +42,7 @@ class ClinicService:
         self.db = db
         self.audit = audit or AuditTrail()
         store = AuditedStore(db, self.audit)
-        self.access = access = AccessControl(store)
+        self.access = access = AccessControl(store, SessionRegistry(store))
         self.accounts = AccountService(store, access)
         self.data = DataService(store, access)
         self.registry = RegistryService(store, access, history=self.data,
@@ -48,6 +53,7 @@ class ClinicService:
         a, d, r, c, o = self.accounts, self.data, self.registry, self.clinical, self.oversight
         # accounts
         self.sign_in, self.sign_out, self.has_users = a.sign_in, a.sign_out, a.has_users
+        self.authenticate, self.resume = a.authenticate, a.resume
         self.add_user, self.disable_user, self.enable_user = a.add_user, a.disable_user, a.enable_user
         self.reset_password, self.set_role, self.list_users = a.reset_password, a.set_role, a.list_users
         # data
@@ -59,6 +65,7 @@ class ClinicService:
         self.promotion_verdict, self.promote, self.rollback = r.promotion_verdict, r.promote, r.rollback
         self.register_artifact, self.model_versions, self.model_card = (
             r.register_artifact, r.model_versions, r.model_card)
+        self.collect_garbage = r.collect_garbage
         # clinical
         self.validate_intake, self.save_intake, self.intake = c.validate_intake, c.save_intake, c.intake
         self.find_episodes, self.typed_intake, self.recommend = c.find_episodes, c.typed_intake, c.recommend
@@ -75,3 +82,25 @@ def open_service(url: str | None = None, check: bool = True) -> ClinicService:
     if check:
         db.check_schema()
     return ClinicService(db, AuditTrail())
+
+
+def upgrade_installation(url: str | None = None) -> tuple[str, list[str]]:
+    """Create or migrate the schema; on a database with no audit events yet, also create the
+    audit key and the model signing key if they do not exist.  Returns the revision and what
+    was created.  Nothing else ever creates an audit key: a missing one is an error."""
+    db = Database(url)
+    try:
+        revision = db.upgrade()
+        with db.read() as s:
+            empty = s.execute(select(AuditEvent.seq).limit(1)).first() is None
+        made = []
+        if empty:
+            audit = AuditTrail()
+            if audit.create_key():
+                made.append(f"created the audit key {audit.key_path}")
+            signer = CardSigner()
+            if signer.create_key():
+                made.append(f"created the model signing key {signer.key_path}")
+        return revision, made
+    finally:
+        db.dispose()

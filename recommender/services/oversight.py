@@ -22,18 +22,25 @@ class OversightService:
         self.store = store
         self.access = access
 
-    def verify_audit(self, actor: Actor) -> VerifyResult:
-        self.access.require(actor, Action.VIEW_AUDIT)
+    def verify_audit(self, actor: Actor, record: bool = False) -> VerifyResult:
+        """Check the chain without writing; with ``record``, the check is audited afterwards
+        (only when the chain verified: a broken trail refuses writes)."""
+        actor = self.access.require(actor, Action.VIEW_AUDIT)
         with self.store.read() as s:
-            return self.store.audit.verify(s)
+            result = self.store.audit.verify(s)
+        if record and result.ok:
+            with self.store.write() as s:
+                self.store.log(s, actor, "verify", "audit", None,
+                               {"ok": True, "checked": result.checked})
+        return result
 
     def audit_events(self, actor: Actor) -> pd.DataFrame:
-        self.access.require(actor, Action.VIEW_AUDIT)
+        actor = self.access.require(actor, Action.VIEW_AUDIT)
         with self.store.read() as s:
             return self.store.audit.events_frame(s)
 
     def export_audit(self, actor: Actor, path: str | Path) -> int:
-        self.access.require(actor, Action.EXPORT_AUDIT, f"file:{Path(path).name}")
+        actor = self.access.require(actor, Action.EXPORT_AUDIT, f"file:{Path(path).name}")
         with self.store.read() as s:
             n = self.store.audit.export_csv(s, path)
         with self.store.write() as s:
@@ -42,7 +49,7 @@ class OversightService:
 
     def decisions_frame(self, actor: Actor) -> pd.DataFrame:
         """Decisions with their recommendation, for supervisors' statistics."""
-        self.access.require(actor, Action.VIEW_AUDIT)
+        actor = self.access.require(actor, Action.VIEW_AUDIT)
         with self.store.read() as s:
             rows = s.execute(select(Decision, RecommendationRecord, Episode)
                              .join(RecommendationRecord, RecommendationRecord.id == Decision.recommendation_id)

@@ -1,22 +1,30 @@
-"""Model registry: train and register versions, the promotion gate, promote and roll back."""
+"""Model registry: train and register versions, the promotion gate, promote and roll back.
+
+Artifacts live in ``<model dir>/registry/`` under content-addressed names, are
+written before their row and are only ever referenced once their row commits;
+version numbers are allocated in the row's own transaction (retried on a
+clash), so concurrent trainings cannot overwrite each other's files.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
+import shutil
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from recommender.contract.columns import Kind
 from recommender.contract.csv_io import read_episodes, to_csv_bytes
 from recommender.model.artifacts import (
-    ArtifactError,
+    card_path,
     load_model,
-    read_card,
     save_model,
     sha256_file,
 )
@@ -38,14 +46,26 @@ from recommender.services.permissions import Action, Role
 from recommender.storage.audit import canonical_json
 from recommender.storage.schema import ModelVersion, Promotion
 
-# A held-out cohort with fewer followed-up episodes than this is not evaluated.
+# A held-out cohort with fewer followed-up episodes than this is not evaluated at all.
 MIN_HELDOUT_OUTCOMES = 10
+# The promotion gate needs at least this many followed-up episodes the candidate was
+# never fitted on; with fewer it refuses (a supervisor may force, with a reason).
+MIN_PROMOTION_COHORT = 50
+# A rollback target is re-checked by the gate on at most this many recorded intakes.
+ROLLBACK_CHECK_EPISODES = 500
+VERSION_ALLOCATION_ATTEMPTS = 5
+REGISTRY_FOLDER = "registry"
+# gc leaves temporary files younger than this alone (a training may be writing them).
+GC_MIN_AGE_SECONDS = 3600
+# Card fields too large to show or store twice.
+BULKY_CARD_FIELDS = ("training_episode_ids",)
 
 
 class RegistryService:
     """Model registry: train and register versions, the promotion gate, promote and roll back."""
 
-    def __init__(self, store: AuditedStore, access: AccessControl, history: DataService, model_dir: Path) -> None:
+    def __init__(self, store: AuditedStore, access: AccessControl, history: DataService,
+                 model_dir: Path) -> None:
         self.store = store
         self.access = access
         self.history = history
@@ -53,17 +73,39 @@ class RegistryService:
         self._model_cache: dict[int, TreatmentRecommender] = {}
         self._evaluation_cache: dict[int, tuple[dict | None, pd.DataFrame]] = {}
 
+    @property
+    def registry_dir(self) -> Path:
+        return self.model_dir / REGISTRY_FOLDER
+
+    # ------------------------------------------------------------------ reading
+
     def current_version(self) -> ModelVersion | None:
         with self.store.read() as s:
             return self._current(s)
 
     def _current(self, s) -> ModelVersion | None:
-        last = s.execute(select(Promotion).where(Promotion.alias == ALIAS)
-                         .order_by(Promotion.id.desc()).limit(1)).scalar_one_or_none()
-        return s.get(ModelVersion, last.to_version) if last else None
+        stack, _ = self._history(s)
+        return s.get(ModelVersion, stack[-1]) if stack else None
+
+    @staticmethod
+    def _history(s) -> tuple[list[int], set[int]]:
+        """The promotion stack (current last) and the versions rolled back, from the
+        ordered history: promote pushes, rollback pops and marks."""
+        stack: list[int] = []
+        rolled_back: set[int] = set()
+        for p in s.execute(select(Promotion).where(Promotion.alias == ALIAS).order_by(Promotion.id)).scalars():
+            if p.kind == "rollback":
+                if stack:
+                    rolled_back.add(stack.pop())
+                while stack and stack[-1] != p.to_version:
+                    stack.pop()
+            else:
+                rolled_back.discard(p.to_version)
+                stack.append(p.to_version)
+        return stack, rolled_back
 
     def load_version(self, version: ModelVersion) -> TreatmentRecommender:
-        """A registered model, verified against the hash the database holds."""
+        """A registered model, verified against its signature and the hash the database holds."""
         if version.version not in self._model_cache:
             model, _ = load_model(version.artifact_path, expected_sha256=version.artifact_sha256)
             self._model_cache = {version.version: model}  # keep one model in memory
@@ -75,9 +117,11 @@ class RegistryService:
             raise ValueError("no model is promoted yet: train one and promote it")
         return version, self.load_version(version)
 
+    # ------------------------------------------------------------------ registering
+
     def train(self, actor: Actor, seed: int = 0, progress=None, holdout: float = 0.2) -> int:
         """Train on the recorded history, hold out a cohort for the promotion gate, register."""
-        self.access.require(actor, Action.TRAIN)
+        actor = self.access.require(actor, Action.TRAIN)
         frame = self.history.training_frame()
         if len(frame) == 0:
             raise ValueError("no recorded episodes with outcomes to train on")
@@ -92,51 +136,148 @@ class RegistryService:
 
         held_rows = rows[is_held].reset_index(drop=True)
         verdict = self._evaluate_on(model, held_rows)
-        card = model_card(model, parsed, "database export", hashlib.sha256(data).hexdigest(), seed)
+        card = model_card(model, parsed, "database export", hashlib.sha256(data).hexdigest(), seed,
+                          fitted_ids=list(rows.loc[~is_held, "episode_id"]))
         card["holdout"] = {"episodes": list(held_rows["episode_id"]), "share": holdout, **verdict}
+        path = self._publish(lambda tmp: save_model(model, tmp, card))
+        return self._add_version(actor, path, verdict,
+                                 {"rows": len(rows), "holdout_rows": len(held_rows), **verdict})
+
+    def register_artifact(self, actor: Actor, path: str | Path) -> int:
+        """Register an artifact this installation trained elsewhere (`recommender train`).
+
+        Its signed card is verified and the model loaded (from a copy, so the
+        registered file cannot change under the registry) before anything is recorded."""
+        actor = self.access.require(actor, Action.TRAIN)
+        path = Path(path)
+        load_model(path)  # signature, size and hash before anything is recorded
+
+        def copy(tmp: Path) -> dict:
+            shutil.copyfile(path, tmp)
+            shutil.copyfile(card_path(path), card_path(tmp))
+            _, card = load_model(tmp)  # the copy, verified again
+            return card
+
+        published = self._publish(copy)
+        return self._add_version(actor, published, {"value": None, "ci_low": None, "ci_high": None},
+                                 {"registered": str(path)})
+
+    def _publish(self, write) -> Path:
+        """Write an artifact (and card) under a temporary name, then move it to its
+        content-addressed name; returns that path."""
+        self.registry_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.registry_dir / f".tmp-{time.time_ns()}-{id(write)}.joblib"
+        try:
+            card = write(tmp)
+            final = self.registry_dir / f"model-{card['artifact_sha256'][:20]}.joblib"
+            card_path(tmp).replace(card_path(final))
+            tmp.replace(final)
+        finally:
+            tmp.unlink(missing_ok=True)
+            card_path(tmp).unlink(missing_ok=True)
+        return final
+
+    def _add_version(self, actor: Actor, path: Path, verdict: dict, audit: dict) -> int:
+        """Allocate the next version number in the row's own transaction (retried on a clash)."""
+        _, card = load_model(path)
+        for attempt in range(VERSION_ALLOCATION_ATTEMPTS):
+            try:
+                with self.store.write() as s:
+                    version = (s.execute(select(func.max(ModelVersion.version))).scalar() or 0) + 1
+                    s.add(ModelVersion(version=version, artifact_path=str(path.resolve()),
+                                       artifact_sha256=card["artifact_sha256"], card=card,
+                                       policy_value=verdict["value"], policy_value_low=verdict["ci_low"],
+                                       policy_value_high=verdict["ci_high"], created_by=actor.username))
+                    s.flush()
+                    self.store.log(s, actor, "train", f"model:v{version}", None,
+                                   {"version": version, "sha256": card["artifact_sha256"], **audit})
+                return version
+            except IntegrityError:
+                if attempt == VERSION_ALLOCATION_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def collect_garbage(self, actor: Actor) -> list[str]:
+        """Remove temporary files left by interrupted trainings and registry artifacts that
+        no version refers to; returns what was removed."""
+        actor = self.access.require(actor, Action.TRAIN, "models:gc")
+        if not self.registry_dir.is_dir():
+            return []
+        with self.store.read() as s:
+            referenced = {Path(p).name for p in s.execute(select(ModelVersion.artifact_path)).scalars()}
+        referenced |= {card_path(Path(n)).name for n in referenced}
+        now = time.time()
+        removed = []
+        for f in sorted(self.registry_dir.iterdir()):
+            if not f.is_file() or f.name in referenced:
+                continue
+            if f.name.startswith(".") and now - f.stat().st_mtime < GC_MIN_AGE_SECONDS:
+                continue  # a training may still be writing it
+            if f.name.startswith(".") or f.name.startswith("model-"):
+                f.unlink()
+                removed.append(f.name)
         with self.store.write() as s:
-            version = (s.execute(select(func.max(ModelVersion.version))).scalar() or 0) + 1
-            path = self.model_dir / f"model-v{version}.joblib"
-            card = save_model(model, path, {**card, "version": version})
-            s.add(ModelVersion(version=version, artifact_path=str(path.resolve()),
-                               artifact_sha256=card["artifact_sha256"], card=card,
-                               policy_value=verdict["value"], policy_value_low=verdict["ci_low"],
-                               policy_value_high=verdict["ci_high"], created_by=actor.username))
-            self.store.log(s, actor, "train", f"model:v{version}", None,
-                      {"version": version, "sha256": card["artifact_sha256"],
-                       "rows": len(rows), "holdout_rows": len(held_rows), **verdict})
-        return version
+            self.store.log(s, actor, "models_gc", "models", None, {"removed": removed})
+        return removed
+
+    # ------------------------------------------------------------------ evaluating
 
     @staticmethod
     def _evaluate_on(model: TreatmentRecommender, rows: pd.DataFrame) -> dict:
-        if len(rows) == 0 or rows["followup_pain_score"].notna().sum() < MIN_HELDOUT_OUTCOMES:
-            return {"value": None, "ci_low": None, "ci_high": None, "violations": 0, "rows": len(rows)}
+        n = int(rows["followup_pain_score"].notna().sum()) if len(rows) else 0
+        if n < MIN_HELDOUT_OUTCOMES:
+            return {"value": None, "ci_low": None, "ci_high": None, "violations": 0, "rows": len(rows),
+                    "followed_up": n}
         recs = model.recommend_frame(rows)
         plans = np.array([r.best.plan.encode() for r in recs])
         value = DoublyRobust(model, rows).value(plans)
         return {"value": value["estimate"], "ci_low": value["ci_low"], "ci_high": value["ci_high"],
-                "violations": int(gate.violations(rows, plans).sum()), "rows": len(rows)}
+                "violations": int(gate.violations(rows, plans).sum()), "rows": len(rows),
+                "followed_up": n}
+
+    def _recorded_rows(self) -> pd.DataFrame:
+        frame = self.history.training_frame()
+        if not len(frame):
+            return frame
+        return read_episodes(to_csv_bytes(frame), Kind.TRAINING).valid_rows()
 
     def _holdout_rows(self, candidate: ModelVersion) -> pd.DataFrame:
+        """The version's own held-out cohort, as recorded now."""
         held_codes = set(candidate.card.get("holdout", {}).get("episodes", []))
-        frame = self.history.training_frame()
-        if not held_codes or not len(frame):
-            return frame.iloc[0:0]
-        rows = read_episodes(to_csv_bytes(frame), Kind.TRAINING).valid_rows()
+        rows = self._recorded_rows()
+        if not held_codes or not len(rows):
+            return rows.iloc[0:0]
         return rows[rows["episode_id"].isin(held_codes)].reset_index(drop=True)
+
+    def promotion_cohort(self, candidate: ModelVersion, cohort_file: str | Path | None = None
+                         ) -> pd.DataFrame:
+        """Real episodes the candidate was never fitted on: the recorded ones outside its
+        training data, or the rows of ``cohort_file`` outside it."""
+        trained_on = set(candidate.card.get("training_episode_ids") or [])
+        if cohort_file is not None:
+            cohort_file = Path(cohort_file)
+            if sha256_file(cohort_file) == candidate.card.get("training_file_sha256"):
+                raise InputRejected(f"{cohort_file.name} is the file v{candidate.version} was "
+                                    "trained on: give episodes it has not seen")
+            parsed = read_episodes(cohort_file, Kind.TRAINING)
+            rows = parsed.valid_rows()
+        else:
+            if not trained_on:
+                return self._recorded_rows().iloc[0:0]  # unknown training data: no safe cohort
+            rows = self._recorded_rows()
+        if not len(rows):
+            return rows
+        return rows[~rows["episode_id"].isin(trained_on)].reset_index(drop=True)
 
     def evaluate_version(self, actor: Actor, version: int) -> tuple[dict | None, pd.DataFrame]:
         """Evaluation report on the version's held-out cohort, and per-episode predictions."""
-        self.access.require(actor, Action.EVALUATE, f"model:v{version}")
+        actor = self.access.require(actor, Action.EVALUATE, f"model:v{version}")
         if version not in self._evaluation_cache:  # a version and its held-out cohort never change
             self._evaluation_cache[version] = self._evaluate_version(version)
         return self._evaluation_cache[version]
 
     def _evaluate_version(self, version: int) -> tuple[dict | None, pd.DataFrame]:
-        with self.store.read() as s:
-            candidate = s.get(ModelVersion, version)
-            if candidate is None:
-                raise ValueError(f"no model version {version}")
+        candidate = self._version(version)
         rows = self._holdout_rows(candidate)
         if len(rows) == 0 or rows["followup_pain_score"].notna().sum() < MIN_HELDOUT_OUTCOMES:
             return None, pd.DataFrame()
@@ -148,134 +289,149 @@ class RegistryService:
                               "covered": (observed >= preds["low"]) & (observed <= preds["high"])})
         return report, frame[rows["followup_pain_score"].notna().to_numpy()]
 
-    def compare_with_current(self, actor: Actor, version: int) -> PromotionVerdict:
-        """What the promotion gate would say now, without promoting."""
-        self.access.require(actor, Action.EVALUATE, f"model:v{version}")
-        return self.promotion_verdict(version)
-
-    def _candidate_evaluation(self, candidate: ModelVersion, rows: pd.DataFrame) -> dict:
-        """The held-out evaluation made when the version was trained (same model, same rows),
-        once its artifact is confirmed unchanged; computed afresh only when none was stored."""
-        stored = candidate.card.get("holdout", {})
-        if "violations" in stored:
-            if sha256_file(candidate.artifact_path) != candidate.artifact_sha256:
-                raise ArtifactError(f"{candidate.artifact_path}: SHA-256 does not match the registry")
-            return {k: stored[k] for k in ("value", "ci_low", "ci_high", "violations")}
-        return self._evaluate_on(self.load_version(candidate), rows)
-
-    def promotion_verdict(self, version: int) -> PromotionVerdict:
-        """The promotion gate: no gate violation on the held-out cohort, and a policy value not
-        below the current model's confidence interval on that same cohort."""
+    def _version(self, version: int) -> ModelVersion:
         with self.store.read() as s:
             candidate = s.get(ModelVersion, version)
-            if candidate is None:
-                raise ValueError(f"no model version {version}")
+        if candidate is None:
+            raise InputRejected(f"no model version {version}")
+        return candidate
+
+    def compare_with_current(self, actor: Actor, version: int,
+                             cohort_file: str | Path | None = None) -> PromotionVerdict:
+        """What the promotion gate would say now, without promoting."""
+        actor = self.access.require(actor, Action.EVALUATE, f"model:v{version}")
+        return self.promotion_verdict(version, cohort_file)
+
+    def promotion_verdict(self, version: int, cohort_file: str | Path | None = None) -> PromotionVerdict:
+        """The promotion gate, always evaluated afresh on real episodes the candidate was not
+        fitted on: at least MIN_PROMOTION_COHORT followed-up ones, no gate violation there,
+        and a policy value not below the current model's confidence interval on them."""
+        candidate = self._version(version)
+        with self.store.read() as s:
             current = self._current(s)
-        rows = self._holdout_rows(candidate)
-        cand = self._candidate_evaluation(candidate, rows)
-        if current is None or current.version == version:
-            passed = cand["violations"] == 0
-            return PromotionVerdict(passed, cand["violations"], cand["value"],
-                                    (cand["ci_low"], cand["ci_high"]) if cand["value"] is not None else None,
-                                    None, None,
-                                    "no gate violations on the held-out cohort" if passed
-                                    else f"{cand['violations']} gate violation(s) on the held-out cohort")
-        cur = self._evaluate_on(self.load_version(current), rows)
+        rows = self.promotion_cohort(candidate, cohort_file)
+        n = int(rows["followup_pain_score"].notna().sum()) if len(rows) else 0
+        if n < MIN_PROMOTION_COHORT:
+            return PromotionVerdict(False, 0, None, None, None, None,
+                                    f"refused: only {n} followed-up episode(s) that v{version} was not "
+                                    f"trained on (at least {MIN_PROMOTION_COHORT} are needed to "
+                                    "evaluate it); record more, give --cohort, or a supervisor may "
+                                    "force it with a reason", cohort_size=n)
+        cand = self._evaluate_on(self.load_version(candidate), rows)
+        cand_ci = (cand["ci_low"], cand["ci_high"])
         problems = []
         if cand["violations"]:
             problems.append(f"{cand['violations']} gate violation(s) on the held-out cohort")
-        if cand["value"] is not None and cur["value"] is not None and cand["value"] < cur["ci_low"]:
+        if current is None or current.version == version:
+            message = "; ".join(problems) or f"passes: no gate violations, value {cand['value']:.2f}"
+            return PromotionVerdict(not problems, cand["violations"], cand["value"], cand_ci, None,
+                                    None, f"{message} (cohort: {n} held-out episodes)", cohort_size=n)
+        cur = self._evaluate_on(self.load_version(current), rows)
+        if cand["value"] < cur["ci_low"]:
             problems.append(f"estimated policy value {cand['value']:.2f} is below the current model's "
                             f"confidence interval ({cur['ci_low']:.2f}–{cur['ci_high']:.2f})")
-        message = "; ".join(problems) or (
-            f"passes: no gate violations; value {cand['value']:.2f} vs current {cur['value']:.2f}"
-            if cand["value"] is not None and cur["value"] is not None else "passes: no gate violations")
-        return PromotionVerdict(not problems, cand["violations"], cand["value"],
-                                (cand["ci_low"], cand["ci_high"]) if cand["value"] is not None else None,
-                                cur["value"], (cur["ci_low"], cur["ci_high"]) if cur["value"] is not None else None,
-                                message)
+        message = "; ".join(problems) or (f"passes: no gate violations; value {cand['value']:.2f} "
+                                          f"vs current {cur['value']:.2f}")
+        return PromotionVerdict(not problems, cand["violations"], cand["value"], cand_ci,
+                                cur["value"], (cur["ci_low"], cur["ci_high"]),
+                                f"{message} (cohort: {n} held-out episodes)", cohort_size=n)
 
-    def promote(self, actor: Actor, version: int, force: bool = False, reason: str = "") -> PromotionVerdict:
+    # ------------------------------------------------------------------ promoting
+
+    def promote(self, actor: Actor, version: int, force: bool = False, reason: str = "",
+                cohort_file: str | Path | None = None) -> PromotionVerdict:
         """Make ``version`` current if it passes the gate; a supervisor may force it with a reason."""
+        actor = self.access.current(actor)
         if force:
             action = Action.FORCE_PROMOTE
         elif actor.role == Role.DATA_STAFF.value:
             action = Action.REQUEST_PROMOTION  # data staff ask; the gate decides
         else:
             action = Action.PROMOTE
-        self.access.require(actor, action, f"model:v{version}")
+        actor = self.access.require(actor, action, f"model:v{version}")
         if force and not reason.strip():
             raise InputRejected("forcing a promotion needs a reason")
         current = self.current_version()
         if current is not None and current.version == version:
-            raise ValueError(f"model version {version} is already current")
-        verdict = self.promotion_verdict(version)
+            raise InputRejected(f"model version {version} is already current")
+        verdict = self.promotion_verdict(version, cohort_file)
         with self.store.write() as s:
             current = self._current(s)
             if not verdict.passed and not force:
                 self.store.log(s, actor, "promote", f"model:v{version}",
-                          {"current": current.version if current else None},
-                          {"promoted": False, "verdict": dataclasses.asdict(verdict)},
-                          reason="refused by the promotion gate")
+                               {"current": current.version if current else None},
+                               {"promoted": False, "verdict": dataclasses.asdict(verdict)},
+                               reason="refused by the promotion gate")
                 return verdict
             s.add(Promotion(alias=ALIAS, from_version=current.version if current else None,
                             to_version=version, kind="force" if force else "promote",
                             verdict=json.loads(canonical_json(dataclasses.asdict(verdict))),
                             reason=reason.strip(), by=actor.username))
             self.store.log(s, actor, "promote", f"model:v{version}",
-                      {"current": current.version if current else None},
-                      {"current": version, "forced": force, "verdict": dataclasses.asdict(verdict)},
-                      reason=reason.strip())
+                           {"current": current.version if current else None},
+                           {"current": version, "forced": force, "verdict": dataclasses.asdict(verdict)},
+                           reason=reason.strip())
         return verdict
 
     def rollback(self, actor: Actor, reason: str = "") -> int:
-        """Point ``current`` back at the version it replaced."""
-        self.access.require(actor, Action.ROLLBACK)
+        """Return to the version promoted before the current one (skipping versions already
+        rolled back), once it passes its verification and the safety gate again."""
+        actor = self.access.require(actor, Action.ROLLBACK)
+        if not (reason or "").strip():
+            raise InputRejected("a rollback needs a reason")
+        with self.store.read() as s:
+            stack, rolled_back = self._history(s)
+        if not stack:
+            raise InputRejected("nothing to roll back: no model has been promoted")
+        current = stack[-1]
+        earlier = [v for v in stack[:-1] if v not in rolled_back and v != current]
+        if not earlier:
+            raise InputRejected(f"nothing to roll back to: v{current} is the only version left in "
+                                "the promotion history")
+        target = earlier[-1]
+        self._recheck(target)
         with self.store.write() as s:
-            last = s.execute(select(Promotion).where(Promotion.alias == ALIAS)
-                             .order_by(Promotion.id.desc()).limit(1)).scalar_one_or_none()
-            if last is None or last.from_version is None:
-                raise ValueError("nothing to roll back to")
-            s.add(Promotion(alias=ALIAS, from_version=last.to_version, to_version=last.from_version,
-                            kind="rollback", verdict={}, reason=reason.strip(), by=actor.username))
-            self.store.log(s, actor, "rollback", f"model:v{last.from_version}", {"current": last.to_version},
-                      {"current": last.from_version}, reason=reason.strip())
-            return last.from_version
+            s.add(Promotion(alias=ALIAS, from_version=current, to_version=target, kind="rollback",
+                            verdict={"rechecked": True}, reason=reason.strip(), by=actor.username))
+            self.store.log(s, actor, "rollback", f"model:v{target}", {"current": current},
+                           {"current": target}, reason=reason.strip())
+        return target
 
-    def register_artifact(self, actor: Actor, path: str | Path) -> int:
-        """Register an artifact trained elsewhere (e.g. `recommender train`)."""
-        self.access.require(actor, Action.TRAIN)
-        card = read_card(path)
-        load_model(path)  # verifies the hash before anything is recorded
-        with self.store.write() as s:
-            version = (s.execute(select(func.max(ModelVersion.version))).scalar() or 0) + 1
-            s.add(ModelVersion(version=version, artifact_path=str(Path(path).resolve()),
-                               artifact_sha256=card["artifact_sha256"], card=card,
-                               created_by=actor.username))
-            self.store.log(s, actor, "train", f"model:v{version}", None,
-                      {"version": version, "sha256": card["artifact_sha256"], "registered": str(path)})
-        return version
+    def _recheck(self, version: int) -> None:
+        """A version being made current again: its artifact verifies, and none of its plans
+        for recorded patients breaks the gate (recommend_frame re-checks every plan)."""
+        target = self._version(version)
+        model = self.load_version(target)
+        rows = self._recorded_rows()
+        if len(rows):
+            rows = rows.tail(ROLLBACK_CHECK_EPISODES).reset_index(drop=True)
+            recs = model.recommend_frame(rows)
+            plans = np.array([r.best.plan.encode() for r in recs])
+            if int(gate.violations(rows, plans).sum()):
+                raise gate.GateViolation(f"v{version} recommends contraindicated plans; not restored")
+
+    # ------------------------------------------------------------------ listing
 
     def model_versions(self, actor: Actor) -> pd.DataFrame:
-        self.access.require(actor, Action.VIEW_MODELS)
+        actor = self.access.require(actor, Action.VIEW_MODELS)
         with self.store.read() as s:
             current = self._current(s)
+            _, rolled_back = self._history(s)
             rows = s.execute(select(ModelVersion).order_by(ModelVersion.version)).scalars().all()
         return pd.DataFrame([{
             "version": v.version, "current": bool(current and current.version == v.version),
+            "rolled_back": v.version in rolled_back,
             "created_at": v.created_at, "created_by": v.created_by,
             "rows": v.card.get("training", {}).get("valid_rows"),
             "policy_value": v.policy_value, "ci_low": v.policy_value_low, "ci_high": v.policy_value_high,
             "sha256": v.artifact_sha256[:12],
-        } for v in rows])
+        } for v in rows], columns=["version", "current", "rolled_back", "created_at", "created_by",
+                                   "rows", "policy_value", "ci_low", "ci_high", "sha256"])
 
     def model_card(self, actor: Actor, version: int) -> dict:
-        self.access.require(actor, Action.VIEW_MODELS, f"model:v{version}")
-        with self.store.read() as s:
-            v = s.get(ModelVersion, version)
-            if v is None:
-                raise ValueError(f"no model version {version}")
-            card = dict(v.card)
-        card.get("holdout", {}).pop("episodes", None)
+        actor = self.access.require(actor, Action.VIEW_MODELS, f"model:v{version}")
+        card = dict(self._version(version).card)
+        for name in BULKY_CARD_FIELDS:
+            card.pop(name, None)
+        card["holdout"] = {k: v for k, v in card.get("holdout", {}).items() if k != "episodes"}
         return card
-

@@ -5,7 +5,9 @@ before, after, reason, prev_hash))``.  The key lives in a file outside the
 database (``RECOMMENDER_AUDIT_KEY_FILE``), so someone who can edit the database
 cannot forge hashes; the chain head is also written outside the database
 (``RECOMMENDER_AUDIT_HEAD_FILE``) after every commit, so deleting the newest
-events is detected too.
+events, or restoring an older copy of the database, is detected too: writes are
+then refused (fail closed) until a supervisor has run ``recommender audit verify``
+and the incident is resolved.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import hmac
 import json
 import os
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,17 +30,34 @@ from sqlalchemy.orm import Session
 
 from recommender.contract.atomic import atomic_write_bytes
 from recommender.contract.csv_io import to_csv_bytes
-from recommender.settings import get_settings
+from recommender.settings import env_name, get_settings
 from recommender.storage.schema import AuditEvent, AuditHead
 
 GENESIS = "0" * 64
 ACTIONS = ("login", "logout", "failed_login", "lockout", "recommend", "tune", "accept", "override",
            "followup", "import", "train", "promote", "rollback", "user_change", "export", "denied",
-           "intake")
+           "intake", "verify", "head_gap", "accept_refused", "session_end", "models_gc")
 
 
 def canonical_json(value: object) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+class AuditUnavailable(RuntimeError):
+    """The audit trail cannot be written, so nothing that must be audited may happen."""
+
+
+class AuditKeyMissing(AuditUnavailable):
+    """The HMAC key file is missing or unreadable."""
+
+
+class AuditTampered(AuditUnavailable):
+    """The chain in the database no longer ends where it must: writes are refused."""
+
+    def __init__(self, seq: int, detail: str) -> None:
+        super().__init__(f"audit trail tampered at event {seq} — run `recommender audit verify` "
+                         f"({detail}); changes are refused until it is resolved")
+        self.seq = seq
 
 
 @dataclass(frozen=True)
@@ -45,17 +66,20 @@ class VerifyResult:
     checked: int
     first_bad_seq: int | None = None
     problem: str = ""
-    warning: str = ""
 
     def __str__(self) -> str:
         if self.ok:
-            return f"audit chain OK: {self.checked} event(s) verified" + (
-                f" ({self.warning})" if self.warning else "")
+            return f"audit chain OK: {self.checked} event(s) verified"
         return f"audit chain BROKEN at event {self.first_bad_seq}: {self.problem}"
 
 
 class AuditTrail:
-    """Appends and verifies events; owns the key file and the external head file."""
+    """Appends and verifies events; owns the key file and the external head file.
+
+    Every write transaction holds an exclusive lock on ``<head file>.lock`` from its
+    first audit event until the head is published after the commit, so the head file
+    is never behind the database except when a writer died between the two.
+    """
 
     def __init__(self, key_path: str | Path | None = None, head_path: str | Path | None = None) -> None:
         settings = get_settings()
@@ -63,15 +87,30 @@ class AuditTrail:
         self.head_path = Path(head_path or settings.resolved_audit_head_file)
         self._key: bytes | None = None
 
+    # ------------------------------------------------------------------ key
+
+    def create_key(self) -> bool:
+        """Create the key file if there is none (only for a new, empty database); True if made."""
+        self.key_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(self.key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+        return True
+
     @property
     def key(self) -> bytes:
         if self._key is None:
-            if not self.key_path.exists():
-                self.key_path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(self.key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, "w") as fh:
-                    fh.write(secrets.token_hex(32))
-            self._key = bytes.fromhex(self.key_path.read_text().strip())
+            try:
+                self._key = bytes.fromhex(self.key_path.read_text().strip())
+            except (OSError, ValueError) as exc:
+                raise AuditKeyMissing(
+                    f"the audit key file {self.key_path} is missing or unreadable "
+                    f"({type(exc).__name__}); set {env_name('audit_key_file')} to the key's "
+                    "location, or restore it from its backup — a new key is made only by "
+                    "`recommender db upgrade` on an empty database") from None
         return self._key
 
     def _digest(self, fields: list) -> str:
@@ -82,12 +121,38 @@ class AuditTrail:
         return [e.seq, e.ts, e.actor, e.role, e.action, e.target, e.before, e.after, e.reason,
                 e.prev_hash]
 
+    # ------------------------------------------------------------------ writing
+
+    @contextmanager
+    def writer_lock(self) -> Iterator[None]:
+        """Exclusive across threads and processes of this host: commit and publish as one."""
+        self.head_path.parent.mkdir(parents=True, exist_ok=True)
+        lock = self.head_path.with_name(self.head_path.name + ".lock")
+        with open(lock, "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            yield
+
     def append(self, session: Session, actor: str, role: str, action: str, target: str = "",
                before: object = None, after: object = None, reason: str = "") -> AuditEvent:
-        """Add an event in the caller's transaction (it commits or rolls back with it)."""
+        """Add an event in the caller's transaction (it commits or rolls back with it).
+
+        The first event of a transaction first checks that the chain still ends where
+        it must (raising :class:`AuditTampered` otherwise)."""
         if action not in ACTIONS:
             raise ValueError(f"unknown audit action {action!r}")
+        self.key  # noqa: B018 - a missing key refuses the write before anything is added
         head = session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar_one()
+        if "audit_head" not in session.info:
+            published = self._check_before_append(session, head)
+            if published < head.seq:  # the head file lags: say so in the trail, then move it on
+                self._add(session, head, "system", "system", "head_gap", "audit:head", None,
+                          {"outside_head": published, "database_head": head.seq},
+                          "the head file was behind the database (a writer stopped between commit "
+                          "and publishing, or the file was lowered)")
+        return self._add(session, head, actor, role, action, target, before, after, reason)
+
+    def _add(self, session: Session, head: AuditHead, actor: str, role: str, action: str,
+             target: str, before: object, after: object, reason: str) -> AuditEvent:
         event = AuditEvent(
             seq=head.seq + 1,
             ts=dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
@@ -102,24 +167,55 @@ class AuditTrail:
         session.info["audit_head"] = (event.seq, event.hash)
         return event
 
+    def _check_before_append(self, session: Session, head: AuditHead) -> int:
+        """The table's last event is the head, and the outside head is part of the chain;
+        returns the outside head's sequence number."""
+        last = session.execute(select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(1)).scalar_one_or_none()
+        last_seq, last_hash = (last.seq, last.hash) if last else (0, GENESIS)
+        if last_seq > head.seq:
+            raise AuditTampered(head.seq + 1, f"event(s) {head.seq + 1}–{last_seq} were added "
+                                              "outside the audit trail")
+        if (last_seq, last_hash) != (head.seq, head.hash):
+            raise AuditTampered(min(last_seq, head.seq) + 1, "the database head and the last "
+                                                              "event disagree")
+        outside = self.read_head()
+        if outside is None:
+            if head.seq:
+                raise AuditTampered(head.seq, f"the head file {self.head_path} is missing: "
+                                              "truncation cannot be ruled out")
+            return 0
+        seq, digest = outside
+        if seq > head.seq:
+            raise AuditTampered(head.seq + 1, f"events {head.seq + 1}–{seq} are missing from the "
+                                              "database (truncated, or restored from an older copy)")
+        row = session.get(AuditEvent, seq) if seq else None
+        if seq and (row is None or row.hash != digest):
+            raise AuditTampered(seq, "it does not match the head recorded outside the database")
+        return seq
+
     def publish_head(self, seq: int, digest: str) -> None:
-        """Record the chain head outside the database (never moving it backwards)."""
-        self.head_path.parent.mkdir(parents=True, exist_ok=True)
-        lock = self.head_path.with_name(self.head_path.name + ".lock")
-        with open(lock, "a") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            current = self.read_head()
-            if current is None or seq > current[0]:
-                atomic_write_bytes(self.head_path, json.dumps({"seq": seq, "hash": digest}).encode())
+        """Record the chain head outside the database (call with :meth:`writer_lock` held)."""
+        current = self.read_head()
+        if current is None or seq > current[0]:
+            atomic_write_bytes(self.head_path, json.dumps({"seq": seq, "hash": digest}).encode())
 
     def read_head(self) -> tuple[int, str] | None:
-        if not self.head_path.exists():
+        """The outside head, None when the file is missing; an unreadable file raises."""
+        try:
+            data = json.loads(self.head_path.read_text())
+            return int(data["seq"]), str(data["hash"])
+        except FileNotFoundError:
             return None
-        data = json.loads(self.head_path.read_text())
-        return int(data["seq"]), str(data["hash"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise AuditTampered(0, f"the head file {self.head_path} is unreadable "
+                                   f"({type(exc).__name__}): truncation cannot be ruled out") from None
+
+    # ------------------------------------------------------------------ verifying
 
     def verify(self, session: Session) -> VerifyResult:
-        """Walk the chain; name the first event that was edited, deleted, inserted or cut off."""
+        """Walk the chain; name the first event that was edited, deleted, inserted or cut off.
+
+        Read-only: it writes nothing, to the database or to the head file."""
         expected_seq, prev, checked = 1, GENESIS, 0
         last: AuditEvent | None = None
         events = session.execute(select(AuditEvent).order_by(AuditEvent.seq)).scalars().all()
@@ -143,24 +239,35 @@ class AuditTrail:
         head_row = session.get(AuditHead, 1)
         last_seq = last.seq if last else 0
         if head_row is not None and (head_row.seq, head_row.hash) != (last_seq, prev):
-            return VerifyResult(False, checked, last_seq + 1,
+            return VerifyResult(False, checked, min(head_row.seq, last_seq) + 1,
                                 f"the database head says event {head_row.seq} but the chain ends "
-                                f"at {last_seq} (truncated)")
-        outside = self.read_head()
-        if outside is not None:
-            seq, digest = outside
-            if seq > last_seq:
-                return VerifyResult(False, checked, last_seq + 1,
-                                    f"the head recorded outside the database is event {seq} but "
-                                    f"the database ends at event {last_seq} (truncated)")
-            row = session.get(AuditEvent, seq) if seq else None
-            if seq and (row is None or row.hash != digest):
-                return VerifyResult(False, checked, seq,
-                                    "it does not match the head recorded outside the database")
-            if seq < last_seq:
-                return VerifyResult(True, checked, warning=(
-                    f"the outside head is at event {seq}, the database at {last_seq}: a writer "
-                    f"stopped after committing; the newer events' hashes verify"))
+                                f"at {last_seq} (truncated, or events added outside the trail)")
+        try:
+            outside = self.read_head()
+        except AuditTampered as exc:
+            return VerifyResult(False, checked, last_seq, str(exc).split("(", 1)[-1].rstrip(")"))
+        if outside is None:
+            if last_seq == 0:
+                return VerifyResult(True, checked)
+            return VerifyResult(False, checked, last_seq,
+                                f"the head file {self.head_path} is missing: truncation cannot be "
+                                "ruled out")
+        seq, digest = outside
+        if seq > last_seq:
+            return VerifyResult(False, checked, last_seq + 1,
+                                f"the head recorded outside the database is event {seq} but the "
+                                f"database ends at event {last_seq}: events {last_seq + 1}–{seq} "
+                                "are missing (truncated, or restored from an older copy)")
+        row = session.get(AuditEvent, seq) if seq else None
+        if seq and (row is None or row.hash != digest):
+            return VerifyResult(False, checked, seq,
+                                "it does not match the head recorded outside the database")
+        if seq < last_seq:
+            return VerifyResult(False, checked, seq + 1,
+                                f"the head file is at event {seq} but the database at {last_seq}: "
+                                "truncation cannot be ruled out (the head file was lowered, or a "
+                                "writer stopped between commit and publishing; the next write "
+                                "records the gap and moves the head on)")
         return VerifyResult(True, checked)
 
     def events_frame(self, session: Session) -> pd.DataFrame:
