@@ -223,14 +223,17 @@ class RegistryService:
     # ------------------------------------------------------------------ evaluating
 
     @staticmethod
-    def _evaluate_on(model: TreatmentRecommender, rows: pd.DataFrame) -> dict:
+    def _evaluate_on(model: TreatmentRecommender, rows: pd.DataFrame,
+                     judge: TreatmentRecommender | None = None) -> dict:
+        """Gate violations of ``model``'s plans for ``rows`` and their doubly-robust value,
+        estimated with ``judge``'s outcome model (default: the model itself)."""
         n = int(rows["followup_pain_score"].notna().sum()) if len(rows) else 0
         if n < MIN_HELDOUT_OUTCOMES:
             return {"value": None, "ci_low": None, "ci_high": None, "violations": 0, "rows": len(rows),
                     "followed_up": n}
         recs = model.recommend_frame(rows)
         plans = np.array([r.best.plan.encode() for r in recs])
-        value = DoublyRobust(model, rows).value(plans)
+        value = DoublyRobust(judge or model, rows).value(plans)
         return {"value": value["estimate"], "ci_low": value["ci_low"], "ci_high": value["ci_high"],
                 "violations": int(gate.violations(rows, plans).sum()), "rows": len(rows),
                 "followed_up": n}
@@ -317,7 +320,10 @@ class RegistryService:
                                     f"trained on (at least {MIN_PROMOTION_COHORT} are needed to "
                                     "evaluate it); record more, give --cohort, or a supervisor may "
                                     "force it with a reason", cohort_size=n)
-        cand = self._evaluate_on(self.load_version(candidate), rows)
+        # One judge for both policies: the current model's outcome model when there is one, so a
+        # weak candidate cannot grade itself (its own basis can inflate its DR correction).
+        judge = self.load_version(current) if current is not None and current.version != version else None
+        cand = self._evaluate_on(self.load_version(candidate), rows, judge)
         cand_ci = (cand["ci_low"], cand["ci_high"])
         problems = []
         if cand["violations"]:
@@ -326,7 +332,7 @@ class RegistryService:
             message = "; ".join(problems) or f"passes: no gate violations, value {cand['value']:.2f}"
             return PromotionVerdict(not problems, cand["violations"], cand["value"], cand_ci, None,
                                     None, f"{message} (cohort: {n} held-out episodes)", cohort_size=n)
-        cur = self._evaluate_on(self.load_version(current), rows)
+        cur = self._evaluate_on(judge, rows)
         if cand["value"] < cur["ci_low"]:
             problems.append(f"estimated policy value {cand['value']:.2f} is below the current model's "
                             f"confidence interval ({cur['ci_low']:.2f}–{cur['ci_high']:.2f})")

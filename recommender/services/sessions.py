@@ -15,6 +15,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from recommender.services.identity import Actor
+from recommender.services.permissions import PermissionDenied
 from recommender.settings import get_settings
 from recommender.storage.schema import User, UserSession, utcnow
 
@@ -23,7 +24,7 @@ TOKEN_BYTES = 32
 TOUCH_EVERY = dt.timedelta(seconds=30)
 
 
-class SessionEnded(PermissionError):
+class SessionEnded(PermissionDenied):
     """The session handle is unknown, revoked or idle too long, or its account is gone."""
 
 

@@ -1,0 +1,389 @@
+"""Adversarial tests for the governance safeguards: each reproduces an attack and asserts it fails.
+
+One test (or a few) per defect of the governance issue, numbered like it.  Database and
+concurrency attacks run on SQLite and PostgreSQL (the ``service`` fixture's two backends).
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+import subprocess
+import sys
+import threading
+
+import pytest
+from sqlalchemy import func, select, text
+
+from recommender.contract.csv_io import to_csv_bytes, write_csv
+from recommender.devtools.simulator import simulate
+from recommender.model.artifacts import ArtifactError, CardSigner, card_path, load_model, sha256_bytes
+from recommender.safety.plans import Plan
+from recommender.services import InputRejected
+from recommender.services.identity import SYSTEM, Actor, WeakPassword
+from recommender.services.permissions import PermissionDenied
+from recommender.services.sessions import SessionEnded
+from recommender.storage.audit import AuditKeyMissing, AuditTampered, AuditTrail
+from recommender.storage.schema import AuditEvent, ModelVersion
+
+from ..conftest import PASSWORD, intake_dict, make_service
+
+# ---------------------------------------------------------------- 1. code from a model file
+
+
+class _Payload:
+    """Pickles to a call that creates a marker file: proof that the pickle ran."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _forge(tmp_path, marker, key_file=None):
+    """A crafted artifact with a card whose hash and size are right for it."""
+    path = tmp_path / "evil.joblib"
+    data = pickle.dumps(_Payload(marker))
+    path.write_bytes(data)
+    card = {"kind": "TreatmentRecommender", "artifact_sha256": sha256_bytes(data),
+            "artifact_bytes": len(data), "training_episode_ids": []}
+    if key_file is not None:  # signed, but with another installation's key
+        signer = CardSigner(key_file)
+        card = signer.sign(card)
+    card_path(path).write_text(json.dumps(card))
+    return path
+
+
+@pytest.mark.parametrize("signed_elsewhere", [False, True])
+def test_a_crafted_pickle_with_a_correct_hash_never_runs(tmp_path, signed_elsewhere):
+    marker = tmp_path / "pwned"
+    path = _forge(tmp_path, marker, tmp_path / "other.key" if signed_elsewhere else None)
+    with pytest.raises(ArtifactError, match="not signed|signing key"):
+        load_model(path)
+    assert not marker.exists()
+
+
+def test_the_cli_refuses_a_crafted_model_and_it_never_runs(tmp_path, training_csv):
+    marker = tmp_path / "pwned"
+    path = _forge(tmp_path, marker)
+    for command in (["recommend", str(training_csv), "--model", str(path), "--out", str(tmp_path / "o.csv")],
+                    ["evaluate", str(training_csv), "--model", str(path)]):
+        done = subprocess.run([sys.executable, "-m", "recommender.cli", *command],
+                              capture_output=True, text=True)
+        assert done.returncode == 1 and "not signed" in done.stderr, done.stderr
+    assert not marker.exists()
+
+
+def test_registering_a_crafted_model_is_refused(sqlite_service, tmp_path):
+    marker = tmp_path / "pwned"
+    path = _forge(tmp_path, marker)
+    with pytest.raises(ArtifactError):
+        sqlite_service.register_artifact(sqlite_service.actors["data_staff"], path)
+    with sqlite_service.db.read() as s:
+        assert s.execute(select(func.count(ModelVersion.version))).scalar() == 1
+    assert not marker.exists()
+
+
+def test_a_signed_card_whose_artifact_was_swapped_is_refused(trained, tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "m.joblib"
+    shutil.copy(card_path(trained["path"]), card_path(path))
+    path.write_bytes(pickle.dumps(_Payload(marker)))
+    with pytest.raises(ArtifactError):
+        load_model(path)
+    assert not marker.exists()
+
+
+def test_the_unpickler_allows_only_the_scientific_stack(trained, tmp_path, monkeypatch):
+    """Defence in depth: even a correctly signed card cannot make a foreign class load."""
+    from recommender.model import artifacts
+
+    marker = tmp_path / "pwned"
+    with pytest.raises(pickle.UnpicklingError):
+        artifacts._unpickle(pickle.dumps(_Payload(marker)))
+    assert not marker.exists()
+
+
+# ---------------------------------------------------------------- 2. promotion without evaluation
+
+
+def test_a_registered_model_is_evaluated_before_promotion(service, tmp_path):
+    """An 80-row, constant-outcome model from the CLI: the gate evaluates it and states the
+    cohort; with no unseen episodes recorded it is refused, not waved through."""
+    from recommender.cli import main
+
+    cohort = simulate(80, seed=3).episodes
+    cohort["followup_pain_score"] = cohort["pain_score"]  # constant: no reduction at all
+    write_csv(cohort, tmp_path / "tiny.csv")
+    assert main(["train", str(tmp_path / "tiny.csv"), "--out", str(tmp_path / "tiny.joblib")]) == 0
+    data = service.actors["data_staff"]
+    version = service.register_artifact(data, tmp_path / "tiny.joblib")
+    verdict = service.promote(data, version)
+    assert not verdict.passed and verdict.cohort_size == 0 and "at least 50" in verdict.message
+    assert service.current_version().version == 1
+    # with recorded episodes it has not seen, it is evaluated — and loses to the current model
+    service.import_file(data, to_csv_bytes(simulate(800, seed=44).episodes), "unseen.csv")
+    verdict = service.promote(data, version)
+    assert verdict.cohort_size > 500 and verdict.candidate_value is not None
+    assert f"cohort: {verdict.cohort_size} held-out episodes" in verdict.message
+    assert not verdict.passed and service.current_version().version == 1
+    # a supervisor may still force it, with a reason
+    forced = service.promote(service.actors["supervisor"], version, force=True, reason="pilot")
+    assert service.current_version().version == version and forced.cohort_size > 500
+
+
+def test_a_cohort_file_that_is_the_training_file_is_refused(sqlite_service, trained):
+    with pytest.raises(InputRejected, match="trained on"):
+        sqlite_service.registry.promotion_verdict(1, cohort_file=trained["train_csv"])
+
+
+# ---------------------------------------------------------------- 3. rollback history
+
+
+def test_rolling_back_twice_walks_back_and_never_reactivates(sqlite_service, trained):
+    svc, sup = sqlite_service, sqlite_service.actors["supervisor"]
+    v2 = svc.register_artifact(SYSTEM, trained["path"])
+    v3 = svc.register_artifact(SYSTEM, trained["path"])
+    svc.promote(sup, v2, force=True, reason="r")
+    svc.promote(sup, v3, force=True, reason="r")
+    with pytest.raises(InputRejected, match="reason"):
+        svc.rollback(sup, reason=" ")
+    assert svc.rollback(sup, reason="odd plans") == v2
+    assert svc.rollback(sup, reason="still odd") == 1
+    with pytest.raises(InputRejected, match="nothing to roll back to"):
+        svc.rollback(sup, reason="again")
+    assert svc.current_version().version == 1
+    versions = svc.model_versions(sup)
+    assert versions.set_index("version").loc[[v2, v3], "rolled_back"].all()
+
+
+def test_rollback_target_is_rechecked(sqlite_service, trained):
+    svc, sup = sqlite_service, sqlite_service.actors["supervisor"]
+    v2 = svc.register_artifact(SYSTEM, trained["path"])
+    svc.promote(sup, v2, force=True, reason="r")
+    with svc.db.read() as s:
+        v1_path = s.get(ModelVersion, 1).artifact_path
+    svc.registry._model_cache.clear()
+    with open(v1_path, "ab") as fh:  # the version we would return to was tampered with
+        fh.write(b"x")
+    with pytest.raises(ArtifactError):
+        svc.rollback(sup, reason="back")
+    assert svc.current_version().version == v2
+
+
+# ---------------------------------------------------------------- 4. concurrent trainings
+
+
+def test_concurrent_registrations_get_distinct_versions_and_files(service, trained):
+    errors, versions = [], []
+
+    def register():
+        try:
+            versions.append(service.register_artifact(SYSTEM, trained["path"]))
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=register) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert sorted(versions) == [2, 3, 4, 5]
+    with service.db.read() as s:
+        rows = s.execute(select(ModelVersion)).scalars().all()
+    for row in rows:  # every version's file still matches its database hash
+        load_model(row.artifact_path, expected_sha256=row.artifact_sha256)
+    service.registry.registry_dir.joinpath(".tmp-1-orphan.joblib").write_bytes(b"x")
+    stray = service.registry.registry_dir / "model-unregistered.joblib"
+    stray.write_bytes(b"x")
+    import os
+    os.utime(service.registry.registry_dir / ".tmp-1-orphan.joblib", (0, 0))
+    removed = service.collect_garbage(service.actors["data_staff"])
+    assert set(removed) == {".tmp-1-orphan.joblib", "model-unregistered.joblib"}
+
+
+# ---------------------------------------------------------------- 5. truncation hidden by activity
+
+
+def _events(svc) -> int:
+    with svc.db.read() as s:
+        return s.execute(select(func.count(AuditEvent.seq))).scalar()
+
+
+def test_an_older_copy_of_the_database_is_refused_not_hidden(tmp_path, trained):
+    """Restore an older database while the head file stays ahead: writes are refused with the
+    missing range, and verify reports it, however many sign-ins are tried."""
+    db_file = tmp_path / "clinic.sqlite3"
+    svc = make_service(f"sqlite:///{db_file}", tmp_path, trained["path"])
+    svc.db.dispose()
+    backup = tmp_path / "backup.sqlite3"
+    shutil.copy(db_file, backup)
+    for _ in range(3):
+        svc.sign_in("therapist", PASSWORD)
+    ahead = svc.audit.read_head()[0]
+    svc.db.dispose()
+    shutil.copy(backup, db_file)  # the restore
+    for f in (tmp_path / "clinic.sqlite3-wal", tmp_path / "clinic.sqlite3-shm"):
+        f.unlink(missing_ok=True)
+    behind = _events(svc)
+    for _ in range(4):
+        with pytest.raises(AuditTampered, match=f"events {behind + 1}–{ahead} are missing"):
+            svc.sign_in("therapist", PASSWORD)
+    assert _events(svc) == behind
+    result = svc.audit.verify_with_db(svc.db) if hasattr(svc.audit, "verify_with_db") else None
+    with svc.db.read() as s:
+        result = svc.audit.verify(s)
+    assert not result.ok and f"events {behind + 1}–{ahead} are missing" in result.problem
+
+
+@pytest.mark.parametrize("damage", ["missing", "unreadable", "lowered"])
+def test_a_damaged_head_file_is_never_silently_accepted(sqlite_service, damage):
+    svc = sqlite_service
+    svc.sign_in("therapist", PASSWORD)
+    head = svc.audit.head_path
+    if damage == "missing":
+        head.unlink()
+    elif damage == "unreadable":
+        head.write_text("{not json")
+    else:
+        head.write_text(json.dumps({"seq": 1, "hash": svc.audit_events(svc.actors["supervisor"])["hash"][0]}))
+    with svc.db.read() as s:
+        result = svc.audit.verify(s)
+    assert not result.ok and "truncation cannot be ruled out" in result.problem
+    if damage == "lowered":  # the next write records the gap in the trail itself
+        svc.sign_in("therapist", PASSWORD)
+        events = svc.audit_events(svc.actors["supervisor"])
+        assert "head_gap" in set(events["action"])
+    else:  # never recreated: writes stay refused
+        with pytest.raises(AuditTampered):
+            svc.sign_in("therapist", PASSWORD)
+        assert damage != "missing" or not head.exists()
+
+
+# ---------------------------------------------------------------- 6. verify changes what it checks
+
+
+def test_verify_writes_nothing_before_it_verifies(sqlite_service, tmp_path, monkeypatch):
+    from recommender.cli import main
+
+    svc = sqlite_service
+    head = svc.audit.head_path
+    head.write_text(json.dumps({"seq": 99999, "hash": "f" * 64}))  # tampered head file
+    before, head_text = _events(svc), head.read_text()
+    monkeypatch.setenv("RECOMMENDER_DATABASE_URL", svc.db.url)
+    monkeypatch.setenv("RECOMMENDER_AUDIT_KEY_FILE", str(svc.audit.key_path))
+    monkeypatch.setenv("RECOMMENDER_AUDIT_HEAD_FILE", str(head))
+    monkeypatch.setenv("RECOMMENDER_PASSWORD", PASSWORD)
+    assert main(["audit", "verify", "--user", "supervisor"]) == 1
+    assert _events(svc) == before and head.read_text() == head_text
+
+
+def test_a_missing_key_is_an_error_naming_the_setting_and_never_minted(sqlite_service):
+    svc = sqlite_service
+    key = svc.audit.key_path
+    key.unlink()
+    fresh = AuditTrail(key, svc.audit.head_path)
+    with svc.db.read() as s, pytest.raises(AuditKeyMissing, match="RECOMMENDER_AUDIT_KEY_FILE"):
+        fresh.verify(s)
+    from recommender.services import ClinicService
+
+    with pytest.raises(AuditKeyMissing):
+        ClinicService(svc.db, fresh).sign_in("therapist", PASSWORD)
+    assert not key.exists()
+
+
+# ---------------------------------------------------------------- 7. one junk row blocks the clinic
+
+
+def test_a_junk_audit_row_gives_a_clear_refusal_and_verify_still_runs(service):
+    last = _events(service)
+    with service.db.engine.begin() as conn:
+        conn.execute(text("INSERT INTO audit_events (seq, ts, actor, role, action, target, before, "
+                          "after, reason, prev_hash, hash) VALUES (:s, 'x', 'x', 'x', 'login', '', "
+                          "'null', 'null', '', :h, :h)"), {"s": last + 1, "h": "0" * 64})
+    with pytest.raises(AuditTampered, match=f"audit trail tampered at event {last + 1} — run "
+                                            "`recommender audit verify`"):
+        service.sign_in("therapist", PASSWORD)
+    supervisor = service.authenticate("supervisor", PASSWORD)  # signs in without writing
+    result = service.verify_audit(supervisor)
+    assert not result.ok and result.first_bad_seq == last + 1
+
+
+# ---------------------------------------------------------------- 8. sessions and actors
+
+
+def test_a_forged_actor_is_not_trusted(service):
+    for forged in (Actor("ghost", "admin"), Actor("admin", "admin"), Actor("system", "system"),
+                   Actor("admin", "admin", "made-up-token")):
+        with pytest.raises(PermissionDenied):
+            service.list_users(forged)
+    events = service.audit_events(service.actors["supervisor"])
+    assert (events["reason"].str.startswith("no valid session")).sum() == 4
+
+
+def test_disabling_demoting_or_resetting_ends_open_sessions(service):
+    admin = service.actors["admin"]
+    therapist, supervisor, data = (service.actors[r] for r in ("therapist", "supervisor", "data_staff"))
+    service.disable_user(admin, "therapist")
+    with pytest.raises(SessionEnded):
+        service.find_episodes(therapist)
+    service.set_role(admin, "supervisor", "therapist")  # demoted: the old rights are gone
+    with pytest.raises(PermissionDenied):
+        service.audit_events(supervisor)
+    service.reset_password(admin, "data_staff", "violet-compass-harbour")
+    with pytest.raises(SessionEnded):
+        service.model_versions(data)
+
+
+def test_the_last_active_admin_cannot_be_disabled_or_demoted(service):
+    admin = service.actors["admin"]
+    with pytest.raises(InputRejected, match="last active administrator"):
+        service.disable_user(admin, "admin")
+    with pytest.raises(InputRejected, match="last active administrator"):
+        service.set_role(admin, "admin", "therapist")
+    service.add_user(admin, "second", "admin", "velvet-lighthouse-cinnamon")
+    service.set_role(admin, "admin", "therapist")  # fine now: another admin remains
+    with pytest.raises(SessionEnded):
+        service.list_users(admin)
+
+
+# ---------------------------------------------------------------- 9. password policy
+
+
+@pytest.mark.parametrize("password", ["password12", " " * 15, "therapist-long-pw", "therapist",
+                                      "tsipareht-reversed", "passwordpassword1", "qwertyuiopasdfgh"])
+def test_weak_passwords_are_refused(sqlite_service, password):
+    with pytest.raises(WeakPassword):
+        sqlite_service.reset_password(sqlite_service.actors["admin"], "therapist", password)
+
+
+# ---------------------------------------------------------------- 10. permission before validation
+
+
+@pytest.mark.parametrize("call", ["reset_password", "set_role", "add_user"])
+def test_permission_is_checked_before_any_validation(sqlite_service, call):
+    svc, therapist = sqlite_service, sqlite_service.actors["therapist"]
+    args = {"reset_password": ("admin", "x"), "set_role": ("admin", "no-such-role"),
+            "add_user": ("x" * 500, "no-such-role", "x")}[call]
+    with pytest.raises(PermissionDenied):
+        getattr(svc, call)(therapist, *args)
+    events = svc.audit_events(svc.actors["supervisor"])
+    assert events.iloc[-1]["action"] == "denied" and events.iloc[-1]["actor"] == "therapist"
+
+
+def test_an_accept_that_the_gate_refuses_is_audited(service, trained):
+    therapist = service.actors["therapist"]
+    episode = service.save_intake(therapist, intake_dict(trained["cohort"], 0, episode_id="SEC-PHL",
+                                                         phlebitis="true"))
+    rec_id, _ = service.recommend(therapist, episode)
+    from recommender.safety.gate import GateViolation
+
+    with pytest.raises(GateViolation):
+        service.accept(therapist, rec_id, Plan(2, "gentle", 2, 3, 30, 8),
+                       reason_code="patient_preference")
+    events = service.audit_events(service.actors["supervisor"])
+    refused = events[events["action"] == "accept_refused"]
+    assert len(refused) == 1 and "CI-PHLEBITIS" in refused.iloc[0]["reason"]
