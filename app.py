@@ -1,4 +1,4 @@
-"""Streamlit entry point: first-start seeding, sign-in, idle timeout, role-based navigation."""
+"""Streamlit entry point: first start, sign-in (kept across reloads), idle timeout, role navigation."""
 
 from __future__ import annotations
 
@@ -8,17 +8,29 @@ import streamlit as st
 
 from recommender.devtools import demo
 from recommender.services.identity import SignInFailed
+from recommender.services.sessions import SessionEnded
+from recommender.storage.audit import AuditUnavailable
 from recommender.web.navigation import ROLE_PAGES
-from recommender.web.ui import idle_timeout_seconds, is_idle, service, touch
+from recommender.web.ui import (
+    idle_timeout_seconds,
+    is_idle,
+    resume_from_cookie,
+    service,
+    touch,
+    write_cookie,
+)
+from recommender.web.wording import ROLE_LABELS
 
 st.set_page_config(page_title="Pain plan recommender", page_icon="🩺", layout="wide")
 
 
 def first_start() -> None:
+    """Seed the demo clinic into a brand-new, empty database (never where RECOMMENDER_DEMO=0)."""
     if st.session_state.get("seeded") or not demo.needs_seeding():
         st.session_state["seeded"] = True
         return
     st.title("Setting up the demo clinic")
+    st.caption("A simulated clinic history, a trained model and demo accounts — about 30 seconds.")
     bar = st.progress(0.0, text="starting")
     demo.seed(progress=lambda f, m: bar.progress(min(f, 1.0), text=m))
     service.clear()
@@ -33,38 +45,59 @@ def sign_in_page() -> None:
         submitted = st.form_submit_button("Sign in", type="primary")
     if submitted:
         try:
-            st.session_state["actor"] = service().sign_in(username, password)
+            actor = service().sign_in(username, password)
+            st.session_state["actor"] = actor
+            st.session_state["set_cookie"] = actor.session_token
             touch()
             st.rerun()
-        except SignInFailed as exc:
+        except (SignInFailed, AuditUnavailable) as exc:
             st.error(str(exc))
     st.caption("Demo accounts: see the README.")
 
 
 def sign_out(reason: str = "") -> None:
-    actor = st.session_state.pop("actor", None)
+    actor = st.session_state.get("actor")
     if actor is not None:
-        service().sign_out(actor)
+        try:
+            service().sign_out(actor)
+        except AuditUnavailable:
+            pass  # the session still ends in this browser
+    token = getattr(actor, "session_token", None)
     for key in list(st.session_state):
-        del st.session_state[key]
+        if key != "seeded":
+            del st.session_state[key]
+    st.session_state["cookie_cleared"] = token
+    st.session_state["clear_cookie"] = True
     if reason:
         st.session_state["signed_out_reason"] = reason
 
 
 first_start()
+if "actor" not in st.session_state and (resumed := resume_from_cookie()) is not None:
+    st.session_state["actor"] = resumed
+    touch()
+elif "actor" in st.session_state:  # the account as it is now (disabled, demoted, timed out?)
+    try:
+        st.session_state["actor"] = service().resume(st.session_state["actor"].session_token)
+    except SessionEnded as exc:
+        sign_out(str(exc).capitalize() + ".")
 if is_idle(st.session_state.get("last_active"), time.time(), idle_timeout_seconds()) \
         and "actor" in st.session_state:
     sign_out(f"Signed out after {idle_timeout_seconds() / 60:.0f} minutes without activity.")
 
 actor = st.session_state.get("actor")
 if actor is None:
+    if st.session_state.pop("clear_cookie", False):
+        write_cookie(None)
     if reason := st.session_state.pop("signed_out_reason", ""):
         st.info(reason)
     st.navigation([st.Page(sign_in_page, title="Sign in", icon="🔑")]).run()
 else:
     touch()
     with st.sidebar:
-        st.markdown(f"**{actor.username}** · {actor.role.replace('_', ' ')}")
+        if token := st.session_state.pop("set_cookie", None):
+            write_cookie(token)
+        st.text(f"{actor.username} · {ROLE_LABELS.get(actor.role, actor.role)}")
         if st.button("Sign out", key="sign_out"):
             sign_out()
             st.rerun()

@@ -24,7 +24,8 @@ class SettingsError(ValueError):
 class Settings(BaseSettings):
     """Where things live and how the installation behaves."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+    # A clinic may also keep its settings in a `recommender.env` file in the working folder.
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", env_file="recommender.env")
 
     data_dir: Path = Field(default_factory=lambda: Path.cwd() / "data",
                            description="Folder of the SQLite database, the audit key and the chain head.")
@@ -40,6 +41,9 @@ class Settings(BaseSettings):
                                                             "`model-signing.key` in the data folder. Keep it outside the models folder.")
     demo: bool = Field(True, description="Seed a demo clinic on the app's first start, into a new, "
                                          "empty database only. Set `0` in production.")
+    clinic_name: str = Field("Pain therapy clinic", description="Clinic name on the patient handout.")
+    clinic_contact: str = Field("Call the clinic reception with any question.",
+                                description="Contact line on the patient handout.")
     clinic_timezone: str = Field("UTC", description="IANA time zone in which the app shows times.")
     max_file_mb: float = Field(50.0, description="Largest contract file accepted, in MB.")
     idle_minutes: float = Field(15.0, description="Idle minutes before the app signs a user out.")
@@ -47,6 +51,17 @@ class Settings(BaseSettings):
     password: SecretStr | None = Field(None, description="CLI: password of `--user` (else a prompt).")
     new_password: SecretStr | None = Field(None, description="CLI: the new password for `users add` "
                                                              "and `users reset-password` (else a prompt).")
+
+    @field_validator("clinic_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Berlin)") from None
+        return value
 
     @field_validator("max_file_mb", "idle_minutes")
     @classmethod

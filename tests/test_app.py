@@ -1,4 +1,5 @@
-"""Streamlit AppTest: every page for its role, and the negatives (pages a role cannot reach)."""
+"""Streamlit AppTest: every page of every role with demo data, the therapist's paths, and the
+negatives (pages a role cannot reach)."""
 
 from __future__ import annotations
 
@@ -9,16 +10,24 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from recommender.devtools.demo import PHLEBITIS_EPISODE, demo_password
-from recommender.services.identity import Actor
+from recommender.web.navigation import ROLE_PAGES
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
+USERNAMES = {"therapist": "therapist", "data_staff": "datastaff", "supervisor": "supervisor",
+             "admin": "admin"}
+
+
+def signed_in(role: str):
+    from recommender.web.ui import service
+
+    username = USERNAMES[role]
+    return service().sign_in(username, demo_password(username))
 
 
 def app_as(role: str | None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
+    at = AppTest.from_file(APP, default_timeout=90)
     if role is not None:
-        username = {"data_staff": "datastaff"}.get(role, role)
-        at.session_state["actor"] = Actor(username, role)
+        at.session_state["actor"] = signed_in(role)
         at.session_state["last_active"] = time.time()
     return at.run()
 
@@ -27,52 +36,86 @@ def titles(at: AppTest) -> list[str]:
     return [t.value for t in at.title]
 
 
+def page(spec) -> str:
+    return str(spec.path.relative_to(Path(APP).parent))
+
+
+def no_exception(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
 def test_sign_in_wrong_then_right(demo_env):
     at = app_as(None)
     at.text_input[0].input("therapist")
     at.text_input[1].input("not-the-password")
     at.button[0].click().run()
     assert "Unknown username or wrong password" in at.error[0].value
+    assert "locked until an administrator unlocks it" in at.error[0].value
     at.text_input[1].input(demo_password("therapist"))
     at.button[0].click().run()
-    assert at.session_state["actor"] == Actor("therapist", "therapist")
+    assert at.session_state["actor"].username == "therapist"
+    assert at.session_state["actor"].session_token
     assert "Plan treatment" in titles(at)
 
 
 def test_idle_session_is_signed_out(demo_env):
     at = AppTest.from_file(APP, default_timeout=60)
-    at.session_state["actor"] = Actor("therapist", "therapist")
+    at.session_state["actor"] = signed_in("therapist")
     at.session_state["last_active"] = time.time() - 3600
     at.run()
     assert "actor" not in at.session_state
     assert "without activity" in at.info[0].value
 
 
-def test_therapist_recommend_tune_accept_once(demo_env):
+@pytest.mark.parametrize("role", sorted(ROLE_PAGES))
+def test_every_page_of_every_role_renders_with_data(demo_env, role):
+    at = app_as(role)
+    for spec in ROLE_PAGES[role]:
+        at.switch_page(page(spec)).run()
+        no_exception(at)
+        assert spec.title in titles(at) or spec.title == "Plan treatment"
+
+
+def test_therapist_recommend_tune_accept_and_change(demo_env):
+    from recommender.web.ui import service
+
     at = app_as("therapist")
-    episode_box = next(s for s in at.selectbox if s.label == "Episode")
-    episode_box.select("DEMO-0002").run()
+    next(s for s in at.selectbox if s.label == "Episode").select("DEMO-0002").run()
     at.button(key="recommend").click().run()
     assert any("Recommended plan" in s.value for s in at.subheader)
+    assert any(t.value.startswith("Pain: ") for t in at.text)  # the intake summary beside it
     metrics = {m.label: m.value for m in at.metric}
     assert "points" in metrics["Expected pain reduction"]
     training = next(s for s in at.select_slider if s.label == "Muscle training / week")
-    before = metrics["Tuned: expected reduction"]
+    before = metrics["This plan: expected reduction"]
     training.set_value(4 if training.value != 4 else 0).run()
-    after = {m.label: m.value for m in at.metric}["Tuned: expected reduction"]
+    after = {m.label: m.value for m in at.metric}["This plan: expected reduction"]
     assert after != before  # the prediction follows the slider
-    accept = next(b for b in at.button if b.label == "Accept plan")
-    accept.click().run()
-    assert any("Choose a reason" in e.value or "reason code" in e.value for e in at.error)
-    reason = next(s for s in at.selectbox if s.label == "Reason for the change")
-    reason.select("patient_preference").run()
+    assert any("muscle training sessions a week" in i.value for i in at.info)  # a label, no code
+    assert not any("muscle_training" in i.value for i in at.info)
     next(b for b in at.button if b.label == "Accept plan").click().run()
-    next(b for b in at.button if b.label == "Accept plan").click().run()  # double click
-    assert any("Accepted (decision" in s.value for s in at.success)
-    from recommender.web.ui import service
-
-    decisions = service().decisions_frame(Actor("supervisor", "supervisor"))
-    assert (decisions["episode_id"] == "DEMO-0002").sum() == 1
+    assert any("choose a reason" in e.value for e in at.error)
+    next(s for s in at.selectbox if s.label == "Reason for the difference").select("patient_preference").run()
+    next(b for b in at.button if b.label == "Accept plan").click().run()
+    no_exception(at)
+    assert any("Accepted plan (decision" in s.value for s in at.success)
+    # moving a slider after accepting: the screen says the accepted plan stays until replaced
+    minutes = next(s for s in at.select_slider if s.label == "Minutes per session")
+    minutes.set_value(45 if minutes.value != 45 else 20).run()
+    replace = next(b for b in at.button if b.label == "Replace the accepted plan")
+    assert any("already has an accepted plan" in w.value for w in at.warning)
+    next(s for s in at.selectbox if s.label == "Reason for the difference").select("schedule").run()
+    replace.click().run()
+    assert any("needs a reason" in e.value for e in at.error)
+    next(t for t in at.text_input if t.label == "Why change the accepted plan?").input("patient works shifts").run()
+    next(b for b in at.button if b.label == "Replace the accepted plan").click().run()
+    no_exception(at)
+    supervisor = signed_in("supervisor")
+    decisions = service().decisions_frame(supervisor)
+    mine = decisions[decisions["episode_id"] == "DEMO-0002"]
+    assert len(mine) == 2 and mine["supersedes_decision"].notna().sum() == 1
+    banner = next(s.value for s in at.success if "Accepted plan (decision" in s.value)
+    assert f"decision {int(mine['decision_id'].max())}" in banner
 
 
 def test_phlebitis_patient_has_massage_locked(demo_env):
@@ -84,57 +127,96 @@ def test_phlebitis_patient_has_massage_locked(demo_env):
     intensity = next(r for r in at.radio if r.label == "Massage intensity")
     assert intensity.options == ["none"]
     assert any("phlebitis" in c.value for c in at.caption)
-    assert any("CI-PHLEBITIS" in w.value for w in at.warning)
 
 
-def test_new_intake_errors_beside_fields(demo_env):
+def test_new_intake_errors_beside_fields_then_saved_and_opened(demo_env):
     at = app_as("therapist")
     at.radio(key="patient_mode").set_value("New intake").run()
-    at.text_input(key="f_episode_id").input("NEW-APPTEST")
-    at.text_input(key="f_patient_id").input("")
+    at.text_input(key="f_episode_id").input("NEW APPTEST")  # a space: not a contract identifier
+    at.text_input(key="f_patient_id").input("-P-minus")
     next(b for b in at.button if b.label == "Save intake").click().run()
-    assert any("patient_id" in e.value or "required" in e.value for e in at.error)
+    assert any("letters, digits" in e.value for e in at.error)
+    at.text_input(key="f_episode_id").input("-E-minus")
+    next(b for b in at.button if b.label == "Save intake").click().run()
+    no_exception(at)
+    assert at.session_state["episode"] == "-E-minus"
+    from recommender.web.ui import service
+
+    stored = service().intake(signed_in("therapist"), "-E-minus")
+    assert stored["episode_id"] == "-E-minus" and stored["patient_id"] == "-P-minus"  # exactly as given
 
 
-@pytest.mark.parametrize("role, visible, hidden", [
-    ("therapist", ["Plan treatment"], ["recommender/web/pages/data_import.py", "recommender/web/pages/audit_log.py",
-                                       "recommender/web/pages/users.py"]),
-    ("data_staff", ["Import data"], ["recommender/web/pages/plan.py", "recommender/web/pages/audit_log.py"]),
-    ("supervisor", ["Audit log"], ["recommender/web/pages/plan.py", "recommender/web/pages/users.py"]),
-    ("admin", ["Users and roles"], ["recommender/web/pages/plan.py", "recommender/web/pages/data_models.py"]),
-])
-def test_navigation_follows_role(demo_env, role, visible, hidden):
-    at = app_as(role)
-    assert titles(at)[:1] == visible
-    for page in hidden:  # not registered for this role: there is no way to open it
-        with pytest.raises(ValueError, match="Could not find a navigation page"):
-            at.switch_page(page)
+def test_followups_for_two_patients_in_a_row_stay_with_their_patient(demo_env):
+    from recommender.web.ui import service
+
+    at = app_as("therapist")
+    at.switch_page(page(ROLE_PAGES["therapist"][1])).run()
+    next(s for s in at.selectbox if s.label == "Episode").select("DEMO-0003").run()
+    form = {n.label: n for n in at.number_input}
+    form["Follow-up pain score (0–10)"].set_value(3.0)
+    form["Adherence (share of planned sessions, 0–1)"].set_value(0.8)
+    form["Sleep quality 0–10 (optional)"].set_value(7)
+    next(b for b in at.button if b.label == "Save follow-up").click().run()
+    assert any("Follow-up saved for DEMO" in s.value for s in at.success)
+    next(s for s in at.selectbox if s.label == "Episode").select(PHLEBITIS_EPISODE).run()
+    form = {n.label: n for n in at.number_input}
+    assert form["Adherence (share of planned sessions, 0–1)"].value is None  # nothing carried over
+    next(c for c in at.checkbox if c.label == "Lost to follow-up").check()
+    form["Follow-up pain score (0–10)"].set_value(5.0)
+    next(b for b in at.button if b.label == "Save follow-up").click().run()
+    assert any("lost to follow-up has no follow-up pain score" in e.value for e in at.error)
+    form = {n.label: n for n in at.number_input}
+    form["Follow-up pain score (0–10)"].set_value(None)
+    next(b for b in at.button if b.label == "Save follow-up").click().run()
+    no_exception(at)
+    from sqlalchemy import select
+
+    from recommender.storage.schema import Episode, FollowUp
+
+    with service().db.read() as s:
+        stored = dict(s.execute(select(Episode.episode_code, FollowUp.outcome).join(
+            FollowUp, FollowUp.episode_id == Episode.id).where(
+            Episode.episode_code.in_(["DEMO-0003", PHLEBITIS_EPISODE]))).all())
+    assert stored["DEMO-0003"] == {"followup_pain_score": 3, "adherence": 0.8,
+                                   "followup_sleep_quality": 7, "adverse_event": "false"}
+    assert stored[PHLEBITIS_EPISODE] == {"adverse_event": "false", "followup_pain_score": None}
 
 
-def test_data_staff_train_page_evaluates_and_cannot_accept(demo_env):
-    at = app_as("data_staff")
-    at.switch_page("recommender/web/pages/data_models.py").run()
-    assert "Train and evaluate" in titles(at)
-    labels = [m.label for m in at.metric]
-    assert "90% interval coverage" in labels and "Mean absolute error" in labels
+def test_imported_history_stays_out_of_the_therapists_list(demo_env):
+    at = app_as("therapist")
+    episodes = next(s for s in at.selectbox if s.label == "Episode").options
+    assert any("DEMO-0004" in e for e in episodes) and not any("(imported history)" in e for e in episodes)
+    at.text_input(key="search").input("S1-E00001").run()
+    hits = next(s for s in at.selectbox if s.label == "Episode").options
+    assert hits and all("imported history" in h for h in hits)
+    assert any("cannot be planned again" in i.value for i in at.info)
+    at.text_input(key="search").input("%").run()
+    assert any("No matching episodes" in i.value for i in at.info)  # % matches itself only
+
+
+def test_navigation_follows_role(demo_env):
+    for role, pages in ROLE_PAGES.items():
+        at = app_as(role)
+        assert titles(at)[:1] == [pages[0].title]
+        others = [s for r, specs in ROLE_PAGES.items() if r != role for s in specs]
+        for spec in others:  # not registered for this role: there is no way to open it
+            with pytest.raises(ValueError, match="Could not find a navigation page"):
+                at.switch_page(page(spec))
+
+
+def test_data_staff_sees_the_new_version_after_retraining_and_cannot_accept(demo_env):
     from recommender.safety.plans import GUIDELINE_PLAN
     from recommender.services.permissions import PermissionDenied
     from recommender.web.ui import service
 
+    at = app_as("data_staff")
+    at.switch_page(page(ROLE_PAGES["data_staff"][1])).run()
+    labels = [m.label for m in at.metric]
+    assert "90% interval coverage" in labels and "Mean absolute error" in labels
+    at.button(key="retrain").click().run()
+    no_exception(at)
+    box = next(s for s in at.selectbox if s.label == "Model version")
+    versions = service().model_versions(signed_in("data_staff"))
+    assert box.value == int(versions["version"].max())  # not stuck on the old version
     with pytest.raises(PermissionDenied):
-        service().accept(Actor("datastaff", "data_staff"), 1, GUIDELINE_PLAN)
-
-
-def test_supervisor_pages(demo_env):
-    at = app_as("supervisor")
-    assert any("Chain verified" in s.value for s in at.success)
-    at.switch_page("recommender/web/pages/oversight.py").run()
-    assert "Oversight" in titles(at)
-    at.switch_page("recommender/web/pages/model_registry.py").run()
-    assert "Models" in titles(at) and not at.exception
-
-
-def test_admin_users_page(demo_env):
-    at = app_as("admin")
-    assert "Users and roles" in titles(at)
-    assert not at.exception
+        service().accept(signed_in("data_staff"), 1, GUIDELINE_PLAN)

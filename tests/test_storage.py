@@ -25,7 +25,6 @@ from recommender.storage.schema import Decision
 from .conftest import PASSWORD, intake_dict
 
 
-
 def _new_episode(service, cohort, i=0, **changes) -> str:
     intake = intake_dict(cohort, i, episode_id=f"NEW-{i}-{len(changes)}", **changes)
     return service.save_intake(service.actors["therapist"], intake)

@@ -6,16 +6,40 @@ Heavy libraries are imported inside each command, so ``recommender --help`` stay
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 
+def positive_number(text: str) -> float:
+    """argparse type: a finite number above zero (``nan``, ``inf`` and ``-1`` are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+    return value
+
+
+def scenario_name(text: str) -> str:
+    """argparse type: a simulator scenario (the simulator loads only when one is named)."""
+    from recommender.devtools.simulator import SCENARIOS
+
+    if text not in SCENARIOS:
+        raise argparse.ArgumentTypeError(f"unknown scenario {text!r}: one of " + ", ".join(sorted(SCENARIOS)))
+    return text
+
+
 def _add_max_mb(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--max-mb", type=float, default=None,
-                   help="refuse files larger than this (default 50, or $RECOMMENDER_MAX_FILE_MB)")
+    p.add_argument("--max-mb", type=positive_number, default=None,
+                   help="refuse files larger than this many MB (10^6 bytes; default 50, or "
+                        "$RECOMMENDER_MAX_FILE_MB)")
 
 
 def _max_bytes(args: argparse.Namespace) -> int | None:
-    return None if args.max_mb is None else int(args.max_mb * 1024 * 1024)
+    from recommender.contract.csv_io import BYTES_PER_MB
+
+    return None if args.max_mb is None else int(args.max_mb * BYTES_PER_MB)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -88,8 +112,12 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     parsed = _read_valid(args.file, "intake", args)
     if parsed is None:
         return 1
+    rows = parsed.valid_rows()
+    if not len(rows):
+        print(f"{args.file}: no valid row to recommend for; nothing was written", file=sys.stderr)
+        return 1
     model, card = load_model(args.model)
-    recs = model.recommend_frame(parsed.valid_rows())
+    recs = model.recommend_frame(rows)
     frame = recommendations_frame(recs)
     frame["model_sha256"] = card["artifact_sha256"]
     write_csv(frame, args.out)
@@ -132,10 +160,17 @@ def cmd_contract_doc(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from recommender.devtools.demo import DEMO_ACCOUNTS, seed
+
+    seed(args.database_url, progress=lambda f, m: print(f"  {f:4.0%} {m}", file=sys.stderr),
+         episodes=args.episodes)
+    print("demo clinic ready; accounts: " + ", ".join(f"{u} / {pw}" for u, _, pw in DEMO_ACCOUNTS))
+    return 0
+
+
 def register(sub) -> None:
     """Add the data commands to the ``recommender`` parser."""
-    from recommender.devtools.simulator import SCENARIOS
-
     p = sub.add_parser("validate", help="check a contract CSV file and report every bad row")
     p.add_argument("file")
     p.add_argument("--kind", choices=["intake", "training"], default="training")
@@ -145,7 +180,8 @@ def register(sub) -> None:
     p = sub.add_parser("simulate", help="write a simulated clinic history as a training file")
     p.add_argument("--episodes", type=int, default=None, help="default: the scenario's size")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--scenario", choices=sorted(SCENARIOS), default="large_clinic")
+    p.add_argument("--scenario", type=scenario_name, default="large_clinic",
+                   help="a scenario of docs/simulator.md (default large_clinic)")
     p.add_argument("--out", required=True)
     p.set_defaults(handler=cmd_simulate)
 
@@ -170,7 +206,7 @@ def register(sub) -> None:
     p.add_argument("--model", required=True)
     p.add_argument("--json", action="store_true")
     p.add_argument("--skip-invalid", action="store_true")
-    p.add_argument("--simulated", choices=sorted(SCENARIOS), default=None,
+    p.add_argument("--simulated", type=scenario_name, default=None, metavar="SCENARIO",
                    help="the file came from `recommender simulate` with this scenario: "
                         "also report exact values")
     p.add_argument("--seed", type=int, default=0, help="with --simulated: the simulation seed")
@@ -180,3 +216,9 @@ def register(sub) -> None:
     p = sub.add_parser("contract-doc", help="write the data contract document (docs/data-contract.md)")
     p.add_argument("--out", default=None, help="file to write (default: print it)")
     p.set_defaults(handler=cmd_contract_doc)
+
+    p = sub.add_parser("demo", help="seed the demo clinic into a new, empty database")
+    p.add_argument("action", choices=["seed"])
+    p.add_argument("--database-url", default=None)
+    p.add_argument("--episodes", type=int, default=None, help="simulated past episodes (default 4000)")
+    p.set_defaults(handler=cmd_demo)

@@ -3,13 +3,28 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 
 
+class NotARegularFile(OSError):
+    """The target exists but is a directory, a device or another special file."""
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, fsync it, then rename."""
+    """Write ``data`` to a temporary file beside ``path``, fsync it, then rename.
+
+    Only a regular file (or nothing) is ever replaced: a directory, ``/dev/full`` or
+    another device is refused before anything is written."""
     path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode):
+        kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+        raise NotARegularFile(f"{path} is {kind}: give a file path to write to")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:

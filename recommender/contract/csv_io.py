@@ -21,7 +21,6 @@ import pandas as pd
 from recommender.contract.atomic import atomic_write_bytes
 from recommender.contract.columns import Kind, column_map, columns_for
 from recommender.contract.validation import (
-    FIRST_DATA_ROW,
     RowError,
     ValidationReport,
     duplicate_errors,
@@ -51,8 +50,11 @@ class EpisodeFile:
         return self.frame[keep].reset_index(drop=True)
 
 
+BYTES_PER_MB = 1_000_000  # MB as the SI unit, as every message says
+
+
 def max_bytes_from_settings() -> int:
-    return int(get_settings().max_file_mb * 1024 * 1024)
+    return int(get_settings().max_file_mb * BYTES_PER_MB)
 
 
 def read_episodes(
@@ -71,7 +73,7 @@ def read_episodes(
     limit = max_bytes_from_settings() if max_bytes is None else max_bytes
     data = _read_bytes(source, limit)
     text = _decode(data)
-    header, rows = _split_csv(text)
+    header, rows, numbers = _split_csv(text)
     report = ValidationReport(kind=kind.value, n_rows=len(rows))
     names = _check_header(header, kind, report)
 
@@ -79,12 +81,12 @@ def read_episodes(
     ragged = [i for i, r in enumerate(rows) if len(r) != width]
     for i in ragged:
         report.errors.append(
-            RowError(i + FIRST_DATA_ROW, "*", f"{len(rows[i])} fields",
+            RowError(numbers[i], "*", f"{len(rows[i])} fields",
                      f"{width} fields, as in the header")
         )
         rows[i] = (rows[i] + [""] * width)[:width]
 
-    raw = pd.DataFrame(rows, columns=names, dtype=object) if rows else pd.DataFrame(columns=names)
+    raw = pd.DataFrame(rows, columns=names, dtype=object, index=pd.Index(numbers, name="row"))
     raw = raw.apply(lambda s: s.map(_clean_cell)) if len(raw) else raw
     frame = _typed_frame(raw, kind, report)
     return EpisodeFile(frame=frame, report=report)
@@ -110,7 +112,7 @@ def _read_bytes(source, limit: int) -> bytes:
 
 def _too_large(size: int, limit: int) -> str:
     return (
-        f"file is {size / 1e6:.1f} MB, over the {limit / 1e6:.1f} MB limit "
+        f"file is {size / BYTES_PER_MB:.1f} MB, over the {limit / BYTES_PER_MB:g} MB limit "
         f"(set {env_name('max_file_mb')} or --max-mb to change it)"
     )
 
@@ -131,18 +133,25 @@ def _decode(data: bytes) -> str:
     return text
 
 
-def _split_csv(text: str) -> tuple[list[str], list[list[str]]]:
+def _split_csv(text: str) -> tuple[list[str], list[list[str]], list[int]]:
+    """Header, non-blank rows, and each row's number as a spreadsheet shows it (blank lines
+    count, so a bad cell on line 7 is reported as row 7)."""
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    rows, numbers = [], []
     try:
-        rows = [r for r in reader if r and any(c.strip() for c in r)]
+        start = 1
+        for r in reader:
+            if r and any(c.strip() for c in r):
+                rows.append(r)
+                numbers.append(start)
+            start = reader.line_num + 1
     except csv.Error as exc:
         raise ContractFileError(f"file is not valid CSV near line {reader.line_num}: {exc}") from None
     if not rows:
         raise ContractFileError("file is empty")
-    header, body = rows[0], rows[1:]
-    if not body:
+    if len(rows) == 1:
         raise ContractFileError("file has a header but no episode rows")
-    return header, body
+    return rows[0], rows[1:], numbers[1:]
 
 
 def _check_header(header: list[str], kind: Kind, report: ValidationReport) -> list[str]:
@@ -180,22 +189,22 @@ def _clean_cell(value: str) -> str:
 
 
 def _typed_frame(raw: pd.DataFrame, kind: Kind, report: ValidationReport) -> pd.DataFrame:
-    out: dict[str, pd.Series] = {"_row": pd.Series(np.arange(len(raw)) + FIRST_DATA_ROW)}
+    """Typed columns, indexed 0..n-1, with each row's file row number in ``_row``."""
+    out: dict[str, pd.Series] = {"_row": pd.Series(raw.index.to_numpy(dtype=int), index=raw.index)}
     for column in columns_for(kind):
         if column.name not in raw.columns:
             continue
-        col_raw = raw[column.name].reset_index(drop=True)
-        typed, errors = parse_column(col_raw, column)
+        typed, errors = parse_column(raw[column.name], column)
         out[column.name] = typed
         report.errors.extend(errors)
     if "episode_id" in raw.columns:
-        report.errors.extend(duplicate_errors(raw["episode_id"].reset_index(drop=True), "episode_id"))
+        report.errors.extend(duplicate_errors(raw["episode_id"], "episode_id"))
     if kind is Kind.TRAINING:
         report.errors.extend(
             intensity_consistency_errors(out["massage_sessions_per_week"], out["massage_intensity"])
         )
     report.errors.sort()
-    return pd.DataFrame(out)
+    return pd.DataFrame(out).reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------- writing
@@ -209,7 +218,8 @@ def escape_formula(value: object) -> object:
 
 
 def format_cell(value: object) -> object:
-    """Contract spelling of one typed value (booleans, region sets, dates)."""
+    """Contract spelling of one typed value (booleans, region sets, dates), exactly as given
+    otherwise: this is also how values are stored, so it never escapes anything."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return ""
     if isinstance(value, (bool, np.bool_)):
@@ -220,13 +230,18 @@ def format_cell(value: object) -> object:
         return value.isoformat()
     if isinstance(value, (float, np.floating)) and float(value).is_integer():
         return int(value)
-    return escape_formula(value)
+    return value
+
+
+def csv_cell(value: object) -> object:
+    """A value as written into a CSV cell: contract spelling, then formula escaping."""
+    return escape_formula(format_cell(value))
 
 
 def to_csv_bytes(frame: pd.DataFrame) -> bytes:
     """Contract CSV of ``frame`` (columns starting with ``_`` are internal and left out)."""
-    cleaned = frame.drop(columns=[c for c in frame.columns if c.startswith("_")])
-    cleaned = cleaned.astype(object).map(format_cell)
+    cleaned = frame.drop(columns=[c for c in frame.columns if str(c).startswith("_")])
+    cleaned = cleaned.astype(object).map(csv_cell)
     return cleaned.to_csv(index=False, lineterminator="\n").encode("utf-8")
 
 

@@ -22,6 +22,8 @@ from recommender.contract.columns import (
 )
 
 FIRST_DATA_ROW = 2  # file rows are counted as a spreadsheet shows them: header = 1
+# Every check reports a cell's row as its Series index label: the reader indexes rows by
+# their line in the file, so blank lines keep the numbering a spreadsheet shows.
 
 
 @dataclass(frozen=True, order=True)
@@ -71,11 +73,12 @@ class ValidationReport:
 def _errors(raw: pd.Series, bad: np.ndarray, column: Column) -> list[RowError]:
     idx = np.flatnonzero(bad)
     values = raw.to_numpy()[idx]
+    rows = raw.index.to_numpy()[idx]
     expected = column.expected()
     return [
-        RowError(int(i) + FIRST_DATA_ROW, column.name, str(v),
+        RowError(int(r), column.name, str(v),
                  expected if v != "" else f"a value (required): {expected}")
-        for i, v in zip(idx, values)
+        for r, v in zip(rows, values)
     ]
 
 
@@ -158,10 +161,10 @@ def duplicate_errors(raw: pd.Series, column: str) -> list[RowError]:
         return []
     first_row = {}
     for pos, value in zip(nonempty.index, nonempty.to_numpy()):
-        first_row.setdefault(value, pos + FIRST_DATA_ROW)
+        first_row.setdefault(value, int(pos))
     return [
         RowError(
-            int(pos) + FIRST_DATA_ROW,
+            int(pos),
             column,
             str(value),
             f"a value unique in the file (first used in row {first_row[value]})",
@@ -182,5 +185,5 @@ def intensity_consistency_errors(sessions: pd.Series, intensity: pd.Series) -> l
         want = "none (massage_sessions_per_week is 0)" if s[pos] == 0 else (
             f"gentle, moderate or firm (massage_sessions_per_week is {int(s[pos])})"
         )
-        out.append(RowError(int(pos) + FIRST_DATA_ROW, "massage_intensity", str(i[pos]), want))
+        out.append(RowError(int(sessions.index[pos]), "massage_intensity", str(i[pos]), want))
     return out

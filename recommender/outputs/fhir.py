@@ -2,12 +2,15 @@
 
 R4B's ``CarePlan.activity.detail`` carries a plain-language description and a
 schedule (times a week, minutes, programme length), which is what a receiving
-system needs; R5 removed ``detail``.
+system needs; R5 removed ``detail``.  The resource ``id`` follows FHIR's id rule
+(``[A-Za-z0-9\\-.]{1,64}``), so it is derived from the episode id by hashing; the
+clinic's own ids travel unchanged in ``identifier``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 
 from fhir.resources.R4B.careplan import CarePlan
 
@@ -15,6 +18,13 @@ from recommender.safety.gate import GateDecision
 from recommender.safety.plans import Plan
 
 UCUM = "http://unitsofmeasure.org"
+EPISODE_SYSTEM = "urn:pain-plan-recommender:episode-id"
+PATIENT_SYSTEM = "urn:pain-plan-recommender:patient-id"
+
+
+def fhir_id(prefix: str, clinic_id: str) -> str:
+    """A valid FHIR resource id for a clinic identifier (any characters in, [a-z0-9-] out)."""
+    return f"{prefix}-{hashlib.sha256(clinic_id.encode()).hexdigest()[:32]}"
 
 
 def _activity(description: str, per_week: int, minutes: int, weeks: int) -> dict:
@@ -46,16 +56,18 @@ def care_plan(episode_id: str, patient_id: str, plan: Plan, decision: GateDecisi
                                     plan.session_minutes, plan.programme_weeks))
     notes = [{"text": "Tell your therapist if anything is uncomfortable; the plan is adjusted."}]
     notes += [{"text": r.message} for r in decision.reasons]
+    day = (created or dt.date.today()).isoformat()
     resource = {
         "resourceType": "CarePlan",
-        "id": f"careplan-{episode_id}"[:64].replace("_", "-"),
+        "id": fhir_id("careplan", episode_id),
+        "identifier": [{"system": EPISODE_SYSTEM, "value": episode_id}],
         "status": "active",
         "intent": "plan",
         "title": "Chronic pain treatment plan",
         "description": plan.describe(),
-        "subject": {"reference": f"Patient/{patient_id}", "display": patient_id},
-        "created": (created or dt.date.today()).isoformat(),
-        "period": {"start": (created or dt.date.today()).isoformat()},
+        "subject": {"identifier": {"system": PATIENT_SYSTEM, "value": patient_id}, "display": patient_id},
+        "created": day,
+        "period": {"start": day},
         "activity": activities,
         "note": notes,
     }

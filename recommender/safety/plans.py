@@ -58,6 +58,12 @@ class Plan:
     def as_dict(self) -> dict[str, object]:
         return {c: getattr(self, c) for c in PLAN_COLUMNS}
 
+    def key(self) -> str:
+        """A short, stable text key of the plan (e.g. ``2moderate-2-3-30-8``)."""
+        massage = f"{self.massage_sessions_per_week}{self.massage_intensity}" if self.has_massage else "0"
+        return (f"{massage}-{self.muscle_training_sessions_per_week}-{self.exercise_days_per_week}"
+                f"-{self.session_minutes}-{self.programme_weeks}")
+
     def encode(self) -> np.ndarray:
         return np.array(
             [

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from recommender.contract.columns import INTAKE_COLUMNS, OUTCOME, PLAN_COLUMNS, Kind
+from recommender.contract.columns import (
+    INTAKE_COLUMNS,
+    OUTCOME,
+    PLAN,
+    PLAN_COLUMNS,
+    Kind,
+)
 from recommender.contract.csv_io import format_cell, read_episodes, to_csv_bytes
 from recommender.contract.validation import parse_column
 from recommender.model.engine import Recommendation
@@ -33,6 +40,8 @@ from recommender.storage.schema import (
     Patient,
     RecommendationRecord,
 )
+
+PLAN_LABELS = {c.name: c.label for c in PLAN}
 
 
 class ClinicalService:
@@ -73,6 +82,7 @@ class ClinicalService:
             s.flush()
         episode = Episode(episode_code=record["episode_id"], patient_id=patient.id, intake=record,
                           intake_sha256=record_sha256(record), source=source, historical_plan=plan,
+                          is_history=plan is not None,
                           created_by=actor.username)
         s.add(episode)
         s.flush()
@@ -91,15 +101,27 @@ class ClinicalService:
         return episode
 
     def find_episodes(self, actor: Actor, text: str = "", limit: int = 50) -> pd.DataFrame:
+        """Episodes in care (newest first) — or, with ``text``, any episode whose episode or
+        patient id contains it (``%`` and ``_`` match themselves).  Imported history is
+        listed only when searched for, and is marked as such."""
         actor = self.access.require(actor, Action.VIEW_PATIENTS)
         with self.store.read() as s:
-            q = select(Episode.episode_code, Patient.patient_code, Episode.created_at).join(
+            closed = select(FollowUp.episode_id)
+            q = select(Episode.episode_code, Patient.patient_code, Episode.created_at,
+                       Episode.is_history.label("history"),
+                       Episode.id.in_(closed).label("closed")).join(
                 Patient, Patient.id == Episode.patient_id)
             if text:
-                like = f"%{text}%"
-                q = q.where(Episode.episode_code.ilike(like) | Patient.patient_code.ilike(like))
+                like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+                q = q.where(Episode.episode_code.ilike(like, escape="\\")
+                            | Patient.patient_code.ilike(like, escape="\\"))
+            else:
+                q = q.where(Episode.is_history.is_(False), Episode.id.not_in(closed))
             rows = s.execute(q.order_by(Episode.id.desc()).limit(limit)).all()
-        return pd.DataFrame(rows, columns=["episode_id", "patient_id", "created_at"])
+        frame = pd.DataFrame(rows, columns=["episode_id", "patient_id", "created_at", "history", "closed"])
+        frame["status"] = np.where(frame["history"].astype(bool), "imported history",
+                                   np.where(frame["closed"].astype(bool), "closed", "in care"))
+        return frame.drop(columns=["history", "closed"])
 
     @staticmethod
     def typed_intake(record: dict) -> dict:
@@ -114,6 +136,9 @@ class ClinicalService:
         with self.store.read() as s:
             episode = self._episode(s, episode_code)
             record = dict(episode.intake)
+            if episode.is_history:
+                raise InputRejected(f"episode {episode_code!r} is imported history (its plan and "
+                                    "outcome are recorded): it cannot be planned again")
         rec = model.recommend(self.typed_intake(record))
         output = recommendation_output(rec)
         with self.store.write() as s:
@@ -146,17 +171,21 @@ class ClinicalService:
         return prediction
 
     def accept(self, actor: Actor, recommendation_id: int, plan: Plan, reason_code: str | None = None,
-               reason_text: str = "", idempotency_key: str | None = None) -> int:
-        """Record the plan a therapist accepted; returns the decision id.
+               reason_text: str = "", change_reason: str = "", idempotency_key: str | None = None) -> int:
+        """Record the plan a therapist accepted for the recommendation's episode; returns the
+        decision id.
 
-        Idempotent per key (default: one decision per recommendation), so a double click —
-        even two concurrent requests — stores one decision.  The gate is checked again here:
-        no role or path can store a contraindicated plan.
+        Accepting the episode's current plan again returns its decision (a double click, even
+        two concurrent requests, stores one).  A different plan for an episode that already has
+        one is a new decision that supersedes the old, and needs ``change_reason``; both stay
+        in the audit trail.  The gate is checked again here: no role or path can store a
+        contraindicated plan.
         """
         actor = self.access.require(actor, Action.ACCEPT, f"recommendation:{recommendation_id}")
-        key = idempotency_key or f"recommendation:{recommendation_id}"
+        key = idempotency_key or f"rec{recommendation_id}:{plan.key()}"
         try:
-            return self._accept(actor, recommendation_id, plan, reason_code, reason_text, key)
+            return self._accept(actor, recommendation_id, plan, reason_code, reason_text,
+                                change_reason.strip(), key)
         except AlreadyDecided:  # a concurrent request with the same key stored it first
             with self.store.read() as s:
                 return s.execute(select(Decision.id).where(Decision.idempotency_key == key)).scalar_one()
@@ -166,43 +195,76 @@ class ClinicalService:
                                {"plan": plan.as_dict()}, reason=str(exc))
             raise
 
+    def current_decision(self, actor: Actor, episode_code: str) -> dict | None:
+        """The episode's accepted plan now (the newest decision), or None."""
+        actor = self.access.require(actor, Action.VIEW_PATIENTS, f"episode:{episode_code}")
+        with self.store.read() as s:
+            episode = self._episode(s, episode_code)
+            d = self._active_decision(s, episode.id)
+            if d is None:
+                return None
+            return {"decision_id": d.id, "plan": Plan(**d.accepted_plan), "decided_by": d.decided_by,
+                    "decided_at": d.decided_at, "recommendation_id": d.recommendation_id,
+                    "supersedes": d.supersedes_id}
+
+    @staticmethod
+    def _active_decision(s, episode_id: int) -> Decision | None:
+        return s.execute(select(Decision).where(Decision.episode_id == episode_id)
+                         .order_by(Decision.id.desc()).limit(1)).scalar_one_or_none()
+
     def _accept(self, actor: Actor, recommendation_id: int, plan: Plan, reason_code: str | None,
-                reason_text: str, key: str) -> int:
+                reason_text: str, change_reason: str, key: str) -> int:
         with self.store.read() as s:
             existing = s.execute(select(Decision).where(Decision.idempotency_key == key)).scalar_one_or_none()
-            if existing is not None:
+            if existing is not None and self._active_decision(s, existing.episode_id).id == existing.id:
                 return existing.id
         with self.store.write() as s:
             rec = s.get(RecommendationRecord, recommendation_id)
             if rec is None:
-                raise ValueError(f"no recommendation {recommendation_id}")
-            episode = s.get(Episode, rec.episode_id)
+                raise InputRejected(f"no recommendation {recommendation_id}")
+            # lock the episode row, so two different plans cannot both become "the first"
+            episode = s.execute(select(Episode).where(Episode.id == rec.episode_id).with_for_update()
+                                ).scalar_one()
             decision_gate = gate.assert_allowed(self.typed_intake(episode.intake), plan)
-            recommended = rec.output["ranked"][0]["plan"]
             accepted = plan.as_dict()
+            active = self._active_decision(s, episode.id)
+            if active is not None and active.accepted_plan == accepted:
+                return active.id
+            if active is not None and not change_reason:
+                raise InputRejected(
+                    f"episode {episode.episode_code!r} already has an accepted plan (decision "
+                    f"{active.id}: {Plan(**active.accepted_plan).describe()}): changing it is a new "
+                    "decision and needs a reason")
+            recommended = rec.output["ranked"][0]["plan"]
             diff = {k: [recommended[k], accepted[k]] for k in PLAN_COLUMNS if recommended[k] != accepted[k]}
             if diff and reason_code not in OVERRIDE_REASONS:
                 raise InputRejected(
                     "the accepted plan differs from the recommendation in "
-                    + ", ".join(diff) + ": choose a reason code ("
-                    + ", ".join(OVERRIDE_REASONS) + ")")
+                    + ", ".join(PLAN_LABELS[k].lower() for k in diff) + ": choose a reason ("
+                    + ", ".join(OVERRIDE_REASONS.values()) + ")")
             if reason_code == "clinical_judgement" and diff and not reason_text.strip():
                 raise InputRejected("explain the clinical judgement in the note")
             decision = Decision(episode_id=episode.id, recommendation_id=rec.id, accepted_plan=accepted,
                                 differences=diff, reason_code=reason_code if diff else None,
                                 reason_text=reason_text.strip(),
                                 ruleset_version=decision_gate.ruleset_version,
-                                idempotency_key=key, decided_by=actor.username)
+                                idempotency_key=key, decided_by=actor.username,
+                                supersedes_id=active.id if active else None, change_reason=change_reason)
             s.add(decision)
             try:
                 s.flush()
             except IntegrityError:  # a concurrent double click won the race
                 raise AlreadyDecided(key) from None
+            before = {"plan": recommended}
+            if active is not None:
+                before.update(superseded_decision=active.id, superseded_plan=active.accepted_plan)
+            reason = (OVERRIDE_REASONS.get(reason_code or "", "") + (
+                f": {reason_text.strip()}" if reason_text.strip() else "")) if diff else ""
+            if change_reason:
+                reason = f"changes decision {active.id}: {change_reason}" + (f"; {reason}" if reason else "")
             self.store.log(s, actor, "override" if diff else "accept", f"episode:{episode.episode_code}",
-                      {"plan": recommended}, {"plan": accepted, "decision_id": decision.id,
-                                              "differences": diff},
-                      reason=(OVERRIDE_REASONS.get(reason_code or "", "") + (
-                          f": {reason_text.strip()}" if reason_text.strip() else "")) if diff else "")
+                           before, {"plan": accepted, "decision_id": decision.id, "differences": diff},
+                           reason=reason)
             return decision.id
 
     def record_followup(self, actor: Actor, episode_code: str, outcome: dict,
@@ -212,6 +274,9 @@ class ClinicalService:
         unknown = set(outcome) - set(columns)
         if unknown:
             raise InputRejected("unknown outcome field(s): " + ", ".join(sorted(unknown)))
+        if lost_to_followup and outcome.get("followup_pain_score") is not None:
+            raise InputRejected("a patient lost to follow-up has no follow-up pain score: untick "
+                                "'lost to follow-up', or leave the pain score empty")
         if not lost_to_followup and outcome.get("followup_pain_score") is None:
             raise InputRejected("a follow-up pain score is required unless the patient was lost")
         errors = []

@@ -35,6 +35,8 @@ from recommender.storage.schema import (
     utcnow,
 )
 
+FILE_NAME_MAX_LENGTH = 255  # data_imports.file_name
+
 
 class DataService:
     """Data staff's files: all-or-nothing import of contract files, export of training files."""
@@ -47,6 +49,9 @@ class DataService:
                     kind: str = "training") -> tuple[int, EpisodeFile]:
         """Import a contract file, all rows or none; returns (import id, parsed file)."""
         actor = self.access.require(actor, Action.IMPORT, f"file:{file_name}")
+        if not file_name or len(file_name) > FILE_NAME_MAX_LENGTH:
+            raise InputRejected(f"file name {file_name[:40]!r}… has {len(file_name)} characters: "
+                                f"rename the file to at most {FILE_NAME_MAX_LENGTH}")
         digest = hashlib.sha256(data).hexdigest()
         parsed = read_episodes(data, kind)
         if not parsed.report.valid:
@@ -64,7 +69,7 @@ class DataService:
                           for r in frame.to_dict("records") if r["episode_id"] in clash]
                 raise InputRejected(f"{file_name}: {len(errors)} episode(s) already imported; "
                                     "nothing was imported", errors)
-            imp = DataImport(file_name=file_name[:255], file_sha256=digest, kind=kind,
+            imp = DataImport(file_name=file_name, file_sha256=digest, kind=kind,
                              rows_accepted=len(frame), rows_rejected=0, imported_by=actor.username)
             s.add(imp)
             s.flush()
@@ -78,7 +83,7 @@ class DataService:
         """A refused file is still recorded (no episode rows): who tried what, and why not."""
         bad = len(parsed.report.bad_rows)
         with self.store.write() as s:
-            imp = DataImport(file_name=file_name[:255], file_sha256=digest, kind=kind, rows_accepted=0,
+            imp = DataImport(file_name=file_name, file_sha256=digest, kind=kind, rows_accepted=0,
                              rows_rejected=bad, imported_by=actor.username)
             s.add(imp)
             s.flush()
@@ -103,6 +108,7 @@ class DataService:
             episodes.append({"episode_code": r["episode_id"], "patient_id": patients[r["patient_id"]],
                              "intake": intake, "intake_sha256": record_sha256(intake),
                              "source": f"import:{import_id}", "historical_plan": plan,
+                             "is_history": plan is not None,
                              "created_by": actor.username, "created_at": utcnow()})
         s.execute(Episode.__table__.insert(), episodes)
         if kind != "training":

@@ -70,6 +70,7 @@ class ClinicService:
         self.validate_intake, self.save_intake, self.intake = c.validate_intake, c.save_intake, c.intake
         self.find_episodes, self.typed_intake, self.recommend = c.find_episodes, c.typed_intake, c.recommend
         self.tune, self.accept, self.record_followup = c.tune, c.accept, c.record_followup
+        self.current_decision = c.current_decision
         # oversight
         self.verify_audit, self.audit_events, self.export_audit = (
             o.verify_audit, o.audit_events, o.export_audit)

@@ -9,6 +9,7 @@ import pandas as pd
 from sqlalchemy import select
 
 from recommender.services.base import AccessControl, AuditedStore
+from recommender.services.clinical import PLAN_LABELS
 from recommender.services.identity import Actor
 from recommender.services.permissions import Action
 from recommender.storage.audit import VerifyResult
@@ -59,7 +60,9 @@ class OversightService:
             "decision_id": d.id, "episode_id": e.episode_code, "therapist": d.decided_by,
             "decided_at": d.decided_at, "overridden": bool(d.differences),
             "reason_code": d.reason_code, "reason_text": d.reason_text,
-            "differences": json.dumps(d.differences), "model_version": r.model_version,
+            "differences": json.dumps(d.differences),
+            "changed_components": ", ".join(PLAN_LABELS.get(k, k).lower() for k in d.differences),
+            "model_version": r.model_version, "supersedes_decision": d.supersedes_id,
             "massage_blocked": any(g["effect"] == "no_massage" for g in r.output.get("gate", [])),
             "followed_up": e.id in followed,
         } for d, r, e in rows])

@@ -54,7 +54,7 @@ class SessionRegistry:
 
     def resolve(self, token: str | None) -> Actor:
         """The account behind a live session, as it is now; raises SessionEnded."""
-        if not token:
+        if not isinstance(token, str) or not token:
             raise SessionEnded("not signed in")
         now = utcnow()
         with self.store.read() as s:

@@ -39,6 +39,14 @@ ACTIONS = ("login", "logout", "failed_login", "lockout", "recommend", "tune", "a
            "intake", "verify", "head_gap", "accept_refused", "session_end", "models_gc")
 
 
+# Column lengths of audit_events: longer labels are clipped (the full values are in before/after).
+ACTOR_MAX, TARGET_MAX = 80, 200
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def canonical_json(value: object) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
@@ -156,7 +164,7 @@ class AuditTrail:
         event = AuditEvent(
             seq=head.seq + 1,
             ts=dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
-            actor=actor, role=role, action=action, target=str(target),
+            actor=actor[:ACTOR_MAX], role=role, action=action, target=_clip(str(target), TARGET_MAX),
             before=canonical_json(before), after=canonical_json(after), reason=reason or "",
             prev_hash=head.hash,
         )

@@ -56,6 +56,8 @@ class Episode(Base):
     intake_sha256: Mapped[str] = mapped_column(String(64))
     source: Mapped[str] = mapped_column(String(20))  # "form" or "import:<id>"
     historical_plan: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    # Imported history (plan and outcome already recorded), as opposed to a patient in care.
+    is_history: Mapped[bool] = mapped_column(Boolean, default=False)
     created_by: Mapped[str] = mapped_column(String(80))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
@@ -86,6 +88,9 @@ class Decision(Base):
     idempotency_key: Mapped[str] = mapped_column(String(120))
     decided_by: Mapped[str] = mapped_column(String(80))
     decided_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # A changed plan is a new decision naming the one it replaces; the newest one is current.
+    supersedes_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    change_reason: Mapped[str] = mapped_column(Text, default="")
 
 
 class FollowUp(Base):

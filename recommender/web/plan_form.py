@@ -110,3 +110,35 @@ INTAKE_FIELDS: tuple[tuple[str, str, str, tuple], ...] = tuple(
 def errors_by_column(errors) -> dict[str, str]:
     """Validation errors keyed by column, worded for display beside the field."""
     return {e.column: f"'{e.value}' is not valid: expected {e.expected}" for e in errors}
+
+
+def intake_summary(intake: dict, decision: GateDecision) -> list[tuple[str, str]]:
+    """The intake facts a therapist checks beside the plan, as (label, text) pairs."""
+    def words(value) -> str:
+        return str(value).replace("_", " ") if value not in (None, "") else "not recorded"
+
+    blocked = [r.message for r in decision.reasons if r.effect is not Effect.AVOID_REGION]
+    avoid = ", ".join(r.replace("_", " ") for r in decision.avoid_regions)
+    return [
+        ("Pain", f"{intake.get('pain_score')}/10 for {intake.get('pain_duration_months')} months"),
+        ("Region", words(intake.get("pain_region"))),
+        ("Cause", words(intake.get("pain_cause"))),
+        ("Tolerance", words(intake.get("pain_tolerance"))),
+        ("Activity", words(intake.get("activity_level"))),
+        ("Contraindications", " ".join(blocked) + (f" Avoid: {avoid}." if avoid else "")
+         if blocked or avoid else "none recorded"),
+    ]
+
+
+def plan_lines(plan: Plan) -> list[str]:
+    """A plan as short plain-language lines (one per component)."""
+    from recommender.outputs.handout import days_a_week, times_a_week
+
+    lines = [f"Massage: {plan.massage_intensity}, {times_a_week(plan.massage_sessions_per_week)}"
+             if plan.has_massage else "Massage: none"]
+    lines.append("Muscle training: " + (times_a_week(plan.muscle_training_sessions_per_week)
+                                        if plan.muscle_training_sessions_per_week else "none"))
+    lines.append("Own exercise: " + (days_a_week(plan.exercise_days_per_week)
+                                     if plan.exercise_days_per_week else "none"))
+    lines.append(f"{plan.session_minutes} minutes per session, for {plan.programme_weeks} weeks")
+    return lines

@@ -56,3 +56,33 @@ def filter_events(events: pd.DataFrame, start: dt.date | None = None, end: dt.da
                | out["after"].str.contains(patient, case=False, regex=False))
         out = out[hit]
     return out
+
+
+def card_summary(card: dict) -> list[tuple[str, str]]:
+    """A model card as readable (label, value) lines: data, metrics, evaluation, rule set."""
+    t = card.get("training", {})
+    m = card.get("metrics", {})
+    h = card.get("holdout", {})
+    lines = [
+        ("Trained on", f"{t.get('followed_up', '?')} followed-up episodes of {t.get('valid_rows', '?')} "
+                       f"valid rows ({t.get('lost_to_followup', 0)} lost to follow-up, "
+                       f"{t.get('skipped_invalid_rows', 0)} invalid rows skipped)"),
+        ("Training data", f"{card.get('training_file') or 'recorded episodes'} "
+                          f"(SHA-256 {str(card.get('training_file_sha256', ''))[:12]}…)"),
+        ("Prediction error", f"{m['oof_mae']:.2f} points on average (cross-validated)"
+         if "oof_mae" in m else "not recorded"),
+    ]
+    if h.get("value") is not None:
+        lines.append(("Held-out evaluation", f"{h.get('rows', '?')} episodes: mean pain reduction "
+                                             f"{h['value']:.2f} (95 % CI {h['ci_low']:.2f}–{h['ci_high']:.2f}), "
+                                             f"{h.get('violations', 0)} gate violations"))
+    lines += [
+        ("Safety rule set", str(card.get("ruleset_version", "?"))),
+        ("Data contract", str(card.get("contract_version", "?"))),
+        ("Created", str(card.get("created_at", "?"))),
+        ("Artifact", f"SHA-256 {str(card.get('artifact_sha256', ''))[:12]}…, signed by this installation"),
+        ("Libraries", ", ".join(f"{k} {v}" for k, v in card.get("library_versions", {}).items())),
+    ]
+    for note in t.get("notes", []):
+        lines.append(("Note", note))
+    return lines

@@ -1,17 +1,24 @@
-"""Streamlit glue shared by the page scripts: the cached service, the signed-in actor,
-and showing refusals.  No clinical logic lives here."""
+"""Streamlit glue shared by the page scripts: the cached service, the signed-in actor and its
+session cookie, and showing refusals and user data safely.  No clinical logic lives here."""
 
 from __future__ import annotations
 
+import json
+import re
 import time
 
 import pandas as pd
 import streamlit as st
+import streamlit.components.v1 as components
 
 from recommender.services import ClinicService, InputRejected, open_service
 from recommender.services.identity import Actor
 from recommender.services.permissions import PermissionDenied
+from recommender.services.sessions import SessionEnded
 from recommender.settings import get_settings
+from recommender.storage.audit import AuditUnavailable
+
+SESSION_COOKIE = "recommender_session"
 
 
 @st.cache_resource(show_spinner=False)
@@ -39,18 +46,64 @@ def touch() -> None:
     st.session_state["last_active"] = time.time()
 
 
+# ---------------------------------------------------------------------------- session cookie
+
+
+def resume_from_cookie() -> Actor | None:
+    """After a reload (or on another app process), the session named by the browser's cookie."""
+    token = st.context.cookies.get(SESSION_COOKIE)
+    if not isinstance(token, str) or not token or st.session_state.get("cookie_cleared") == token:
+        return None
+    try:
+        return service().resume(token)
+    except SessionEnded:
+        return None
+
+
+def write_cookie(token: str | None) -> None:
+    """Set (or, with None, clear) the session cookie in the browser: it holds only the random
+    token; the session itself lives, hashed, in the database."""
+    max_age = int(idle_timeout_seconds()) if token else 0
+    value = json.dumps(token or "")
+    components.html(
+        "<script>window.parent.document.cookie = "
+        f"'{SESSION_COOKIE}=' + encodeURIComponent({value}) + "
+        f"'; path=/; max-age={max_age}; SameSite=Strict';</script>", height=0)
+
+
+# ---------------------------------------------------------------------------- showing things
+
+
 def errors_table(errors) -> pd.DataFrame:
+    """Bad cells as a table with the file's row numbers (shown as plain text)."""
     return pd.DataFrame([{"row": e.row, "column": e.column, "value": e.value, "expected": e.expected}
-                         for e in errors])
+                         for e in errors], columns=["row", "column", "value", "expected"])
 
 
 def show_refusal(exc: Exception) -> None:
-    """A refusal in plain words, with the offending values when there are any."""
-    if isinstance(exc, PermissionDenied):
+    """A refusal in plain words, with the offending values when there are any (as text)."""
+    if isinstance(exc, SessionEnded):
+        st.error(f"Your session has ended: {exc}")
+    elif isinstance(exc, PermissionDenied):
         st.error(f"Not allowed: {exc}")
     elif isinstance(exc, InputRejected):
         st.error(str(exc))
         if exc.errors:
             st.dataframe(errors_table(exc.errors), hide_index=True)
-    else:
+    elif isinstance(exc, (ValueError, AuditUnavailable)):
         st.error(str(exc))
+    else:
+        raise exc
+
+
+def text(value: object) -> str:
+    """User or file data made safe for Markdown-rendering elements (no links, images, HTML)."""
+    out = str(value)
+    for ch in "\\`*_{}[]()#+-.!|<>~$":
+        out = out.replace(ch, "\\" + ch)
+    return out
+
+
+def safe_file_name(name: str) -> str:
+    """A download file name with only letters, digits, dot, dash and underscore."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)

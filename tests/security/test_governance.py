@@ -18,7 +18,13 @@ from sqlalchemy import func, select, text
 
 from recommender.contract.csv_io import to_csv_bytes, write_csv
 from recommender.devtools.simulator import simulate
-from recommender.model.artifacts import ArtifactError, CardSigner, card_path, load_model, sha256_bytes
+from recommender.model.artifacts import (
+    ArtifactError,
+    CardSigner,
+    card_path,
+    load_model,
+    sha256_bytes,
+)
 from recommender.safety.plans import Plan
 from recommender.services import InputRejected
 from recommender.services.identity import SYSTEM, Actor, WeakPassword

@@ -6,28 +6,32 @@ from pathlib import Path
 import streamlit as st
 
 from recommender.web.reports import filter_events
-from recommender.web.ui import actor, service
+from recommender.web.ui import actor, service, text
+from recommender.web.wording import local_times
 
 svc, me = service(), actor()
 st.title("Audit log")
 result = svc.verify_audit(me)
 if result.ok:
-    st.success(f"✅ Chain verified — {result.checked} events, none edited, deleted or inserted."
-               + (f" ({result.warning})" if result.warning else ""))
+    st.success(f"✅ Chain verified — {result.checked} events, none edited, deleted or inserted.")
 else:
-    st.error(f"❌ {result}")
+    st.error(f"❌ {text(result)}")
 
 events = svc.audit_events(me)
 c1, c2, c3, c4 = st.columns(4)
 dates = c1.date_input("Dates", value=(), key="au_dates")
 users = c2.multiselect("Users", sorted(events["actor"].unique()), key="au_users")
-actions = c3.multiselect("Actions", sorted(events["action"].unique()), key="au_actions")
+actions = c3.multiselect("Actions", sorted(events["action"].unique()), key="au_actions",
+                         format_func=lambda a: a.replace("_", " "))
 patient = c4.text_input("Patient or episode", key="au_patient")
 start, end = (dates[0], dates[-1]) if dates else (None, None)
 shown = filter_events(events, start, end, users, actions, patient)
-st.caption(f"{len(shown)} of {len(events)} events")
-st.dataframe(shown.sort_values("seq", ascending=False), hide_index=True, key="au_table",
-             column_order=["seq", "ts", "actor", "role", "action", "target", "reason", "after"])
+st.caption(f"{len(shown)} of {len(events)} events; times in the clinic's time zone (the export "
+           "keeps UTC to the microsecond).")
+st.dataframe(shown.sort_values("seq", ascending=False).assign(ts=lambda f: local_times(f["ts"])),
+             hide_index=True, key="au_table",
+             column_order=["seq", "ts", "actor", "role", "action", "target", "reason", "after"],
+             column_config={"ts": "time"})
 if st.button("Prepare CSV export", key="au_export"):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "audit.csv"

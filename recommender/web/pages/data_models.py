@@ -4,16 +4,22 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from recommender.web.ui import actor, service, show_refusal
+from recommender.web.reports import card_summary
+from recommender.web.ui import actor, service, show_refusal, text
+from recommender.web.wording import local_times
 
 svc, me = service(), actor()
 st.title("Train and evaluate")
+
+if flash := st.session_state.pop("models_flash", None):
+    getattr(st, flash[0])(flash[1])
 
 if st.button("Retrain on the recorded history", type="primary", key="retrain"):
     bar = st.progress(0.0, text="starting")
     try:
         version = svc.train(me, progress=lambda f, m: bar.progress(min(f, 1.0), text=m))
-        st.success(f"Trained model version {version}.")
+        st.session_state["models_flash"] = ("success", f"Trained model version {version}.")
+        st.rerun()
     except Exception as exc:  # noqa: BLE001
         show_refusal(exc)
 
@@ -21,12 +27,21 @@ versions = svc.model_versions(me)
 if versions.empty:
     st.info("No models yet.")
     st.stop()
-st.dataframe(versions, hide_index=True, key="versions")
-version = st.selectbox("Model version", list(versions["version"])[::-1], key="eval_version")
+shown = versions.assign(created_at=local_times(versions["created_at"]))
+st.dataframe(shown, hide_index=True, key="versions")
+newest = int(versions["version"].max())
+choices = list(versions["version"])[::-1]
+# keyed by the newest version: after a retrain the box starts on the new one
+version = int(st.selectbox("Model version", choices, key=f"eval_version-{newest}",
+                           format_func=lambda v: f"v{v}"))
+with st.expander(f"Model card of v{version}"):
+    for label_text, value in card_summary(svc.model_card(me, version)):
+        st.text(f"{label_text}: {value}")
 
-report, rows = svc.evaluate_version(me, version)
+with st.spinner(f"Evaluating v{version} on its held-out episodes…"):
+    report, rows = svc.evaluate_version(me, version)
 if report is None:
-    st.info("This version has no held-out cohort to evaluate on.")
+    st.info("This version has no held-out episodes of this clinic to evaluate on.")
 else:
     p = report["prediction"]
     c1, c2, c3 = st.columns(3)
@@ -39,42 +54,49 @@ else:
         st.altair_chart(alt.Chart(rows).mark_circle(opacity=0.35).encode(
             x=alt.X("predicted:Q", title="predicted reduction"),
             y=alt.Y("observed:Q", title="observed reduction"),
-            color=alt.Color("covered:N", title="inside interval")), key="scatter")
+            color=alt.Color("covered:N", title="inside interval")))
     with right:
         st.markdown("**Policy value (mean pain reduction, 95% CI)**")
         pv = pd.DataFrame([{"policy": k, **{kk: v[kk] for kk in ("estimate", "ci_low", "ci_high")}}
                            for k, v in report["policy_value"].items()])
         base = alt.Chart(pv).encode(y=alt.Y("policy:N", title=None))
         st.altair_chart(base.mark_rule().encode(x=alt.X("ci_low:Q", title="points"), x2="ci_high:Q")
-                        + base.mark_point(filled=True, size=80).encode(x="estimate:Q"), key="pv")
+                        + base.mark_point(filled=True, size=80).encode(x="estimate:Q"))
     st.markdown("**Subgroups**")
     st.dataframe(pd.DataFrame(report["subgroups"]), hide_index=True, key="subgroups")
 
 st.subheader("Compare and promote")
 current = versions[versions["current"]]
-st.write(f"Current model: v{int(current['version'].iloc[0])}" if len(current) else "No current model.")
+st.text(f"Current model: v{int(current['version'].iloc[0])}" if len(current) else "No current model.")
 if st.button(f"Compare v{version} with the current model", key="compare"):
     try:
-        verdict = svc.compare_with_current(me, int(version))
-        rows = [{"model": f"v{version} (candidate)", "policy value": verdict.candidate_value,
-                 "95% CI": verdict.candidate_ci}]
+        with st.spinner("Evaluating both models on episodes the candidate never saw…"):
+            verdict = svc.compare_with_current(me, version)
+        table = [{"model": f"v{version} (candidate)", "policy value": verdict.candidate_value,
+                  "95% CI": verdict.candidate_ci}]
         if verdict.current_value is not None:
-            rows.append({"model": "current", "policy value": verdict.current_value,
-                         "95% CI": verdict.current_ci})
-        st.table(rows)
-        (st.success if verdict.passed else st.warning)(f"Promotion gate would say: {verdict.message}")
+            table.append({"model": "current", "policy value": verdict.current_value,
+                          "95% CI": verdict.current_ci})
+        st.dataframe(table, hide_index=True)
+        (st.success if verdict.passed else st.warning)(f"Promotion gate would say: {text(verdict.message)}")
     except Exception as exc:  # noqa: BLE001
         show_refusal(exc)
 c1, c2 = st.columns(2)
 if c1.button(f"Request promotion of v{version}", key="promote"):
     try:
-        verdict = svc.promote(me, int(version))
-        (st.success if verdict.passed else st.error)(f"Promotion gate: {verdict.message}")
+        with st.spinner("Running the promotion gate…"):
+            verdict = svc.promote(me, version)
+        st.session_state["models_flash"] = ("success" if verdict.passed else "error",
+                                            f"Promotion gate: {text(verdict.message)}")
+        st.rerun()
     except Exception as exc:  # noqa: BLE001
         show_refusal(exc)
 reason = c2.text_input("Reason for rollback", key="rollback_reason")
 if c2.button("Roll back to the previous model", key="rollback"):
     try:
-        st.success(f"Current model is now v{svc.rollback(me, reason)}.")
+        with st.spinner("Checking the previous model again…"):
+            restored = svc.rollback(me, reason)
+        st.session_state["models_flash"] = ("success", f"Current model is now v{restored}.")
+        st.rerun()
     except Exception as exc:  # noqa: BLE001
         show_refusal(exc)

@@ -3,20 +3,37 @@
 import streamlit as st
 
 from recommender.outputs.fhir import care_plan_json
-from recommender.outputs.handout import handout_html, handout_markdown
+from recommender.outputs.handout import Clinic, handout, handout_html, handout_lines
 from recommender.services import OVERRIDE_REASONS, InputRejected
+from recommender.settings import get_settings
 from recommender.web.plan_form import (
     INTAKE_FIELDS,
     build_plan,
     differs,
     errors_by_column,
     form_to_intake,
+    intake_summary,
     plan_controls,
+    plan_lines,
 )
-from recommender.web.ui import actor, service, show_refusal
+from recommender.web.ui import actor, safe_file_name, service, show_refusal, text
+from recommender.web.wording import (
+    EVIDENCE_HELP,
+    INTERVAL_HELP,
+    PAIN_SCALE_HELP,
+    labels,
+    local_time,
+    today,
+)
 
 svc, me = service(), actor()
 st.title("Plan treatment")
+
+# A saved intake opens its patient: applied before the widgets below exist.
+if goto := st.session_state.pop("goto_episode", None):
+    st.session_state["patient_mode"] = "Find a patient"
+    st.session_state["episode"] = goto
+    st.session_state["search"] = goto
 
 mode = st.radio("Patient", ["Find a patient", "New intake"], horizontal=True, key="patient_mode")
 if mode == "New intake":
@@ -30,7 +47,8 @@ if mode == "New intake":
                     values[column] = st.text_input(label, key=f"f_{column}")
                 elif kind == "int":
                     values[column] = st.number_input(label, min_value=opts[0], max_value=opts[1],
-                                                     value=opts[2], step=1, key=f"f_{column}")
+                                                     value=opts[2], step=1, key=f"f_{column}",
+                                                     help=PAIN_SCALE_HELP if column == "pain_score" else None)
                 elif kind == "float":
                     values[column] = st.number_input(label, min_value=opts[0], max_value=opts[1],
                                                      value=opts[2], key=f"f_{column}")
@@ -39,11 +57,13 @@ if mode == "New intake":
                                                      value=None, step=1 if kind == "optint" else None,
                                                      key=f"f_{column}")
                 elif kind == "choice":
-                    values[column] = st.selectbox(label, opts, key=f"f_{column}")
+                    values[column] = st.selectbox(label, opts, key=f"f_{column}",
+                                                  format_func=lambda v: v.replace("_", " "))
                 elif kind == "bool":
                     values[column] = st.checkbox(label, key=f"f_{column}")
                 else:
-                    values[column] = st.multiselect(label, opts, key=f"f_{column}")
+                    values[column] = st.multiselect(label, opts, key=f"f_{column}",
+                                                    format_func=lambda v: v.replace("_", " "))
                 if column in errors:
                     st.error(errors[column])
         saved = st.form_submit_button("Save intake", type="primary")
@@ -51,123 +71,151 @@ if mode == "New intake":
         try:
             episode = svc.save_intake(me, form_to_intake(values))
             st.session_state.pop("intake_errors", None)
-            st.session_state["episode"] = episode
-            st.session_state["patient_mode"] = "Find a patient"
+            st.session_state["goto_episode"] = episode
             st.rerun()
         except InputRejected as exc:
             st.session_state["intake_errors"] = errors_by_column(exc.errors) or {"episode_id": str(exc)}
             st.rerun()
     st.stop()
 
-query = st.text_input("Search by episode or patient id", key="search")
+query = st.text_input("Search any episode or patient id", key="search",
+                      help="Empty: your patients in care. Type an id to find any episode, "
+                           "including imported history.")
 found = svc.find_episodes(me, query)
 if found.empty:
-    st.info("No matching episodes.")
+    st.info("No matching episodes." if query else "No patients in care: enter a new intake.")
     st.stop()
 options = list(found["episode_id"])
-current = st.session_state.get("episode")
+status = dict(zip(found["episode_id"], found["status"]))
 patient_of = dict(zip(found["episode_id"], found["patient_id"]))
+current = st.session_state.get("episode")
 episode = st.selectbox("Episode", options, index=options.index(current) if current in options else 0,
-                       format_func=lambda e: f"{e} — patient {patient_of[e]}")
+                       format_func=lambda e: f"{e} — patient {patient_of[e]} ({status[e]})")
 st.session_state["episode"] = episode
+if status[episode] == "imported history":
+    st.info("This episode is imported history: its plan and outcome are already recorded, so it "
+            "cannot be planned again.")
+    st.stop()
 
+intake = svc.intake(me, episode)
+accepted = svc.current_decision(me, episode)
 recs = st.session_state.setdefault("recommendations", {})
 if episode not in recs:
     if st.button("Recommend a plan", type="primary", key="recommend"):
         try:
-            recs[episode] = svc.recommend(me, episode)
+            with st.spinner("Scoring every allowed plan for this patient…"):
+                recs[episode] = svc.recommend(me, episode)
             st.rerun()
         except Exception as exc:  # noqa: BLE001 - shown to the user, nothing is stored
             show_refusal(exc)
+    if accepted:
+        st.success("Accepted plan (decision {}): {}".format(accepted["decision_id"],
+                                                            accepted["plan"].describe()))
     st.stop()
 
 rec_id, rec = recs[episode]
 best = rec.best
-st.subheader("Recommended plan")
-st.markdown(f"**{best.plan.describe()}**")
-c1, c2, c3, c4 = st.columns(4)
-c1.metric("Expected pain reduction", f"{best.predicted_reduction:.1f} points")
-c2.metric("90% interval", f"{best.interval_low:.1f} to {best.interval_high:.1f}")
-c3.metric("Chance of clinically important relief", f"{best.prob_improvement:.0%}")
-c4.metric("Evidence", best.evidence_level)
-st.caption(rec.explanation)
+left, right = st.columns([2, 1])
+with right:
+    st.subheader("Patient")
+    for label_text, value in intake_summary(intake, rec.gate):
+        st.text(f"{label_text}: {value}")
+with left:
+    st.subheader("Recommended plan")
+    for line in plan_lines(best.plan):
+        st.text(line)
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Expected pain reduction", f"{best.predicted_reduction:.1f} points", help=PAIN_SCALE_HELP)
+    c2.metric("Likely range (9 in 10)", f"{best.interval_low:.1f} to {best.interval_high:.1f}",
+              help=INTERVAL_HELP)
+    c3.metric("Chance of a relief that matters", f"{best.prob_improvement:.0%}",
+              help="Chance of at least 2 points (or 30 %) less pain.")
+    c4.metric("Evidence", best.evidence_level, help=EVIDENCE_HELP)
+    st.caption(f"Why: {rec.explanation} Evidence means: {EVIDENCE_HELP.lower()}")
 
 for reason in rec.gate.reasons:
-    st.warning(f"**{reason.rule_id}** — {reason.message}  \n{reason.evidence}  \n_{reason.citation}_")
+    st.warning(f"{reason.message} {reason.evidence} (Source: {reason.citation})", icon="⛔")
 
-with st.expander("Ranked alternatives"):
-    st.dataframe([{"plan": p.plan.describe(), "expected reduction": round(p.predicted_reduction, 2),
-                   "interval": f"{p.interval_low:.1f} to {p.interval_high:.1f}",
-                   "P(relief)": f"{p.prob_improvement:.0%}", "evidence": p.evidence_level}
+with st.expander("Other plans, ranked"):
+    st.dataframe([{"plan": p.plan.describe(), "expected reduction": round(p.predicted_reduction, 1),
+                   "likely range": f"{p.interval_low:.1f} to {p.interval_high:.1f}",
+                   "chance of relief": f"{p.prob_improvement:.0%}", "evidence": p.evidence_level}
                   for p in rec.ranked()], hide_index=True)
 
 st.subheader("Tune")
 controls = plan_controls(rec.gate)
-bp = best.plan
-k = f"{episode}-{rec_id}"
+start = accepted["plan"] if accepted else best.plan
+k = f"{episode}-{rec_id}-{accepted['decision_id'] if accepted else 0}"
 t1, t2, t3 = st.columns(3)
 with t1:
     sessions = st.select_slider("Massage sessions / week", controls.massage_sessions,
-                                value=bp.massage_sessions_per_week, key=f"ms-{k}",
+                                value=start.massage_sessions_per_week, key=f"ms-{k}",
                                 disabled=len(controls.massage_sessions) == 1)
     intensity = st.radio("Massage intensity", controls.intensities, horizontal=True, key=f"mi-{k}",
-                         index=controls.intensities.index(bp.massage_intensity)
-                         if bp.massage_intensity in controls.intensities else 0,
+                         index=controls.intensities.index(start.massage_intensity)
+                         if start.massage_intensity in controls.intensities else 0,
                          disabled=sessions == 0 or controls.intensities == ("none",))
     if controls.locked_reason:
         st.caption(f"🔒 {controls.locked_reason}")
 with t2:
     training = st.select_slider("Muscle training / week", controls.training_sessions,
-                                value=bp.muscle_training_sessions_per_week, key=f"mt-{k}")
+                                value=start.muscle_training_sessions_per_week, key=f"mt-{k}")
     exercise = st.select_slider("Own exercise days / week", controls.exercise_days,
-                                value=bp.exercise_days_per_week, key=f"ex-{k}")
+                                value=start.exercise_days_per_week, key=f"ex-{k}")
 with t3:
-    minutes = st.select_slider("Minutes per session", controls.minutes, value=bp.session_minutes,
+    minutes = st.select_slider("Minutes per session", controls.minutes, value=start.session_minutes,
                                key=f"mn-{k}")
-    weeks = st.select_slider("Programme weeks", controls.weeks, value=bp.programme_weeks, key=f"wk-{k}")
+    weeks = st.select_slider("Programme weeks", controls.weeks, value=start.programme_weeks, key=f"wk-{k}")
 
 plan = build_plan(sessions, intensity if sessions else "none", training, exercise, minutes, weeks)
-changed = differs(bp, plan)
+changed = differs(best.plan, plan)
 audited = st.session_state.setdefault("tuned", {})
 tuned = svc.tune(me, episode, plan, audit=changed != [] and audited.get(k) != plan)
 if changed:
     audited[k] = plan
 m1, m2, m3 = st.columns(3)
-m1.metric("Tuned: expected reduction", f"{tuned.predicted_reduction:.1f}",
-          f"{tuned.predicted_reduction - best.predicted_reduction:+.1f} vs recommended")
-m2.metric("90% interval", f"{tuned.interval_low:.1f} to {tuned.interval_high:.1f}")
-m3.metric("Chance of relief", f"{tuned.prob_improvement:.0%}")
+m1.metric("This plan: expected reduction", f"{tuned.predicted_reduction:.1f} points",
+          f"{tuned.predicted_reduction - best.predicted_reduction:+.1f} vs recommended", help=PAIN_SCALE_HELP)
+m2.metric("Likely range (9 in 10)", f"{tuned.interval_low:.1f} to {tuned.interval_high:.1f}",
+          help=INTERVAL_HELP)
+m3.metric("Chance of a relief that matters", f"{tuned.prob_improvement:.0%}")
 if tuned.evidence_level == "limited":
     st.warning("Limited evidence: few past patients like this had a plan like this.")
 
 st.subheader("Accept")
-reason_code, note = None, ""
+reason_code, note, change_reason = None, "", ""
 if changed:
-    st.info("The plan differs from the recommendation in: " + ", ".join(changed))
-    reason_code = st.selectbox("Reason for the change", list(OVERRIDE_REASONS),
+    st.info("This plan differs from the recommendation in: " + labels(changed) + ".")
+    reason_code = st.selectbox("Reason for the difference", list(OVERRIDE_REASONS),
                                format_func=OVERRIDE_REASONS.get, index=None, key=f"rc-{k}",
                                placeholder="Choose a reason")
     note = st.text_input("Note", key=f"note-{k}")
-if st.button("Accept plan", type="primary", key=f"accept-{k}"):
+changes_accepted = accepted is not None and plan != accepted["plan"]
+if changes_accepted:
+    st.warning("This episode already has an accepted plan. Accepting this one replaces it; both "
+               "stay on record.")
+    change_reason = st.text_input("Why change the accepted plan?", key=f"chg-{k}")
+if st.button("Accept plan" if not changes_accepted else "Replace the accepted plan", type="primary",
+             key=f"accept-{k}", disabled=accepted is not None and not changes_accepted):
     try:
-        decision = svc.accept(me, rec_id, plan, reason_code=reason_code, reason_text=note,
-                                   idempotency_key=f"rec{rec_id}:{plan.as_dict()}")
-        st.session_state.setdefault("accepted", {})[episode] = (decision, plan)
+        svc.accept(me, rec_id, plan, reason_code=reason_code, reason_text=note,
+                   change_reason=change_reason)
+        st.rerun()
     except Exception as exc:  # noqa: BLE001 - every refusal is shown, nothing half-stored
         show_refusal(exc)
 
-accepted = st.session_state.get("accepted", {}).get(episode)
 if accepted:
-    decision_id, accepted_plan = accepted
-    st.success(f"Accepted (decision {decision_id}): {accepted_plan.describe()}")
-    record = svc.intake(me, episode)
-    handout = handout_markdown(record["patient_id"], accepted_plan, rec.gate)
+    shown = accepted["plan"]
+    st.success(f"Accepted plan (decision {accepted['decision_id']}, {text(accepted['decided_by'])}, "
+               f"{local_time(accepted['decided_at'])}): {shown.describe()}")
+    settings = get_settings()
+    sheet = handout(intake["patient_id"], shown, rec.gate,
+                    Clinic(settings.clinic_name, settings.clinic_contact), accepted["decided_by"], today())
     with st.expander("Patient handout", expanded=True):
-        st.markdown(handout)
+        st.text("\n".join(handout_lines(sheet)))
     d1, d2 = st.columns(2)
-    d1.download_button("Printable handout", handout_html(record["patient_id"], accepted_plan, rec.gate),
-                       file_name=f"plan-{episode}.html", mime="text/html", key="dl-handout")
-    d2.download_button("Download FHIR CarePlan", care_plan_json(episode, record["patient_id"],
-                                                                accepted_plan, rec.gate),
-                       file_name=f"careplan-{episode}.json", mime="application/fhir+json",
-                       key="dl-fhir")
+    d1.download_button("Printable handout (HTML)", handout_html(sheet), file_name=safe_file_name(f"plan-{episode}.html"),
+                       mime="text/html", key="dl-handout")
+    d2.download_button("FHIR CarePlan (JSON)",
+                       lambda: care_plan_json(episode, intake["patient_id"], shown, rec.gate),
+                       file_name=safe_file_name(f"careplan-{episode}.json"), mime="application/fhir+json", key="dl-fhir")

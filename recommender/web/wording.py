@@ -1,0 +1,63 @@
+"""Words a therapist understands: labels for codes, and times in the clinic's zone.
+
+Codes stay in exports and the audit trail; the screen shows these labels.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+
+from recommender.contract.columns import PLAN, Kind, columns_for
+from recommender.services.base import OVERRIDE_REASONS
+from recommender.settings import get_settings
+
+COLUMN_LABELS = {c.name: c.label for c in columns_for(Kind.TRAINING)}
+PLAN_LABELS = {c.name: c.label for c in PLAN}
+ROLE_LABELS = {"therapist": "Therapist", "data_staff": "Data staff", "supervisor": "Supervisor",
+               "admin": "Administrator"}
+REASON_LABELS = dict(OVERRIDE_REASONS)
+EVIDENCE_TEXT = {"limited": "limited", "moderate": "moderate", "strong": "strong"}
+
+PAIN_SCALE_HELP = "Pain is rated 0–10 (0 no pain, 10 worst imaginable); a reduction of 2 points or 30 % matters to patients."
+INTERVAL_HELP = "9 in 10 patients like this one are expected to end up inside this range."
+EVIDENCE_HELP = ("How many past patients of this clinic had a similar plan, and how close the plan is "
+                 "to what patients like this one were given: strong, moderate or limited.")
+
+
+def label(code: str | None) -> str:
+    """The label of any code shown on screen (a column, reason or role); unknown codes as text."""
+    if code is None:
+        return ""
+    for table in (COLUMN_LABELS, REASON_LABELS, ROLE_LABELS):
+        if code in table:
+            return table[code]
+    return str(code).replace("_", " ")
+
+
+def labels(codes) -> str:
+    return ", ".join(label(c).lower() for c in codes)
+
+
+def clinic_zone() -> ZoneInfo:
+    return ZoneInfo(get_settings().clinic_timezone)
+
+
+def local_time(value) -> str:
+    """A timestamp (datetime or ISO text, UTC) in the clinic's zone, to the minute."""
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return ""
+    ts = pd.Timestamp(value)
+    if ts.tzinfo is None:
+        ts = ts.tz_localize("UTC")
+    return ts.tz_convert(clinic_zone()).strftime("%Y-%m-%d %H:%M")
+
+
+def local_times(series: pd.Series) -> pd.Series:
+    return series.map(local_time)
+
+
+def today() -> dt.date:
+    return dt.datetime.now(clinic_zone()).date()
