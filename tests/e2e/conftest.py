@@ -1,6 +1,7 @@
-"""Browser end-to-end fixtures: a real `streamlit run` server and Debian's chromium via Playwright.
+"""Browser end-to-end fixtures: real `streamlit run` servers and Debian's chromium via Playwright.
 
 No browser is downloaded: Playwright drives the system chromium (installed by .ci/run).
+The app runs on SQLite and, when RECOMMENDER_TEST_POSTGRES_URL answers, on PostgreSQL.
 A failing test leaves a full-page screenshot in test-artifacts/.
 """
 
@@ -13,9 +14,12 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
+
+from ..conftest import postgres_available
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -28,42 +32,65 @@ def chromium_path() -> str | None:
     return os.environ.get("RECOMMENDER_CHROMIUM") or shutil.which("chromium")
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def app_url(tmp_path_factory):
-    """A fresh clinic: the app seeds it on first start, as on a new machine."""
-    if chromium_path() is None:
-        pytest.skip("chromium not installed (apt-get install chromium; .ci/run does this)")
-    folder = tmp_path_factory.mktemp("e2e")
-    port = _free_port()
-    env = {**os.environ, "RECOMMENDER_DATA_DIR": str(folder / "data"),
-           "RECOMMENDER_MODEL_DIR": str(folder / "models"), "RECOMMENDER_DEMO_EPISODES": "1500"}
-    env.pop("RECOMMENDER_DATABASE_URL", None)
-    log = open(folder / "streamlit.log", "w")
+def start_app(folder: Path, env: dict, port: int) -> subprocess.Popen:
+    log = open(folder / f"streamlit-{port}.log", "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true"],
         cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
+    deadline = time.time() + 90
     while time.time() < deadline:
         try:
-            urllib.request.urlopen(url + "/_stcore/health", timeout=2)
-            break
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)
+            return proc
         except OSError:
             time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("streamlit did not start: " + (folder / "streamlit.log").read_text()[-2000:])
-    yield url
+    proc.kill()
+    pytest.fail("streamlit did not start: " + (folder / f"streamlit-{port}.log").read_text()[-2000:])
+
+
+def _postgres_schema_url(url: str, schema: str) -> str:
+    sep = "&" if "?" in url else "?"
+    return f"{url}{sep}options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def app_url(request, tmp_path_factory):
+    """A fresh clinic on each backend: the app seeds it on first start, as on a new machine."""
+    if chromium_path() is None:
+        pytest.skip("chromium not installed (apt-get install chromium; .ci/run does this)")
+    folder = tmp_path_factory.mktemp(f"e2e-{request.param}")
+    env = {**os.environ, "RECOMMENDER_DATA_DIR": str(folder / "data"),
+           "RECOMMENDER_MODEL_DIR": str(folder / "models"), "RECOMMENDER_DEMO_EPISODES": "1500",
+           "OMP_NUM_THREADS": "1"}
+    env.pop("RECOMMENDER_DATABASE_URL", None)
+    admin = schema = None
+    if request.param == "postgres":
+        url = postgres_available()
+        if url is None:
+            pytest.skip("PostgreSQL not reachable at RECOMMENDER_TEST_POSTGRES_URL")
+        import sqlalchemy
+
+        schema = f"rec_e2e_{uuid.uuid4().hex[:10]}"
+        admin = sqlalchemy.create_engine(url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+        env["RECOMMENDER_DATABASE_URL"] = _postgres_schema_url(url, schema)
+    port = free_port()
+    proc = start_app(folder, env, port)
+    yield f"http://127.0.0.1:{port}"
     proc.terminate()
     proc.wait(timeout=20)
-    log.close()
+    if admin is not None:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        admin.dispose()
 
 
 @pytest.fixture(scope="session")
@@ -106,7 +133,7 @@ def sign_in(page, app_url: str, username: str) -> None:
 
     page.goto(app_url)
     # on first start the app seeds the demo clinic with a progress bar, then shows sign-in
-    page.get_by_role("textbox", name="Username").wait_for(timeout=120_000)
+    page.get_by_role("textbox", name="Username").wait_for(timeout=180_000)
     page.get_by_role("textbox", name="Username").fill(username)
     page.get_by_role("textbox", name="Password").fill(demo_password(username))
     page.get_by_role("button", name="Sign in").click()

@@ -8,6 +8,8 @@ from recommender.contract.csv_io import ContractFileError, read_episodes, to_csv
 from recommender.settings import get_settings
 from recommender.web.ui import actor, errors_table, service, show_refusal, text
 
+ERROR_LINES = 200  # the downloadable report has every error
+
 svc, me = service(), actor()
 st.title("Import data")
 kind = st.radio("File kind", ["training", "intake"], horizontal=True, key="imp_kind",
@@ -31,8 +33,8 @@ if not parsed.report.valid:
     st.error(f"{name}: {len(parsed.report.errors)} error(s) in {len(parsed.report.bad_rows)} "
              f"of {parsed.report.n_rows} row(s). Nothing can be imported until they are fixed.")
     report = errors_table(parsed.report.errors)
-    st.dataframe(report, hide_index=True, key="imp_errors",  # cells shown as plain text
-                 column_config={"row": st.column_config.NumberColumn("row", format="%d")})
+    # plain text, as the CLI prints it: file cells never become links, images or HTML
+    st.code(parsed.report.format(limit=ERROR_LINES), language=None)
     st.download_button("Download the error report (CSV)", to_csv_bytes(report), "errors.csv",
                        mime="text/csv", key="imp_errors_csv")
     st.stop()

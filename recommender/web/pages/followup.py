@@ -15,11 +15,13 @@ if found.empty:
     st.info("No matching episodes in care.")
     st.stop()
 patient_of = dict(zip(found["episode_id"], found["patient_id"]))
-episode = st.selectbox("Episode", list(found["episode_id"]), key="fu_episode",
+# keyed by the search: a new search is a new list, never a stale choice from the last one
+episode = st.selectbox("Episode", list(found["episode_id"]), key=f"fu_episode-{query}",
                        format_func=lambda e: f"{e} — patient {patient_of[e]}")
 # Every field is keyed by the episode: switching patients never carries values across.
 k = f"fu-{episode}"
 with st.form(f"followup-{episode}"):
+    st.text(f"Follow-up for episode {episode} (patient {patient_of[episode]})")
     lost = st.checkbox("Lost to follow-up", key=f"{k}-lost")
     pain = st.number_input("Follow-up pain score (0–10)", 0.0, 10.0, value=None, step=0.5,
                            key=f"{k}-pain", help=PAIN_SCALE_HELP)

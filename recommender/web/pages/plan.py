@@ -215,7 +215,8 @@ if accepted:
         st.text("\n".join(handout_lines(sheet)))
     d1, d2 = st.columns(2)
     d1.download_button("Printable handout (HTML)", handout_html(sheet), file_name=safe_file_name(f"plan-{episode}.html"),
-                       mime="text/html", key="dl-handout")
+                       mime="text/html", key="dl-handout", on_click="ignore")
     d2.download_button("FHIR CarePlan (JSON)",
                        lambda: care_plan_json(episode, intake["patient_id"], shown, rec.gate),
-                       file_name=safe_file_name(f"careplan-{episode}.json"), mime="application/fhir+json", key="dl-fhir")
+                       file_name=safe_file_name(f"careplan-{episode}.json"), mime="application/fhir+json", key="dl-fhir",
+                       on_click="ignore")
