@@ -7,9 +7,9 @@ import time
 import streamlit as st
 
 from recommender.devtools import demo
+from recommender.services import AuditUnavailable
 from recommender.services.identity import SignInFailed
 from recommender.services.sessions import SessionEnded
-from recommender.storage.audit import AuditUnavailable
 from recommender.web.navigation import ROLE_PAGES
 from recommender.web.ui import (
     idle_timeout_seconds,

@@ -10,7 +10,13 @@ import pytest
 from hypothesis import given
 
 from recommender.outputs.fhir import care_plan, care_plan_json
-from recommender.outputs.handout import handout_html, handout_markdown
+from recommender.outputs.handout import (
+    Clinic,
+    handout,
+    handout_html,
+    handout_lines,
+    times_a_week,
+)
 from recommender.safety import gate
 from recommender.safety.plans import Plan
 from recommender.web.plan_form import build_plan, differs, form_to_intake, plan_controls
@@ -48,20 +54,40 @@ def test_controls_lock_massage_with_reason():
 def test_build_plan_and_differences():
     assert build_plan(0, "firm", 1, 2, 30, 8) == Plan(0, "none", 1, 2, 30, 8)
     assert differs(PLAN, build_plan(4, "gentle", 3, 3, 30, 8)) == ["muscle_training_sessions_per_week"]
+    from recommender.web.wording import labels
+
+    assert labels(["muscle_training_sessions_per_week"]) == "muscle training sessions a week"
     assert form_to_intake({"phlebitis": True, "infected_regions": ["neck", "hip"], "bmi": None}) == {
         "phlebitis": "true", "infected_regions": "hip;neck", "bmi": ""}
 
 
+CLINIC = Clinic("Riverside Pain Clinic", "Call 0123 456 789")
+
+
+def _sheet(patient, plan, decision):
+    return handout(patient, plan, decision, CLINIC, "ann", dt.date(2026, 1, 5))
+
+
 def test_handout_is_plain_and_safe():
     decision = gate.evaluate(CLEAN)
-    text = handout_markdown("P1", PLAN, decision)
-    assert "4 time(s) a week" in text and "gentle pressure" in text and "8 weeks" in text
+    text = "\n".join(handout_lines(_sheet("P1", PLAN, decision)))
+    assert "4 times a week" in text and "gentle pressure" in text and "8 weeks" in text
+    assert "time(s)" not in text and "day(s)" not in text
+    assert "Riverside Pain Clinic" in text and "Therapist: ann" in text and "2026-01-05" in text
+    assert "Questions? Call 0123 456 789" in text
     assert "Tell your therapist if anything is uncomfortable" in text
     assert "knee" in text  # region to avoid
-    blocked = handout_markdown("P1", Plan(0, "none", 2, 3, 30, 8), gate.evaluate({**CLEAN, "phlebitis": True}))
+    blocked = "\n".join(handout_lines(_sheet("P1", Plan(0, "none", 2, 3, 30, 8),
+                                              gate.evaluate({**CLEAN, "phlebitis": True}))))
     assert "Massage is not part of your plan" in blocked and "Pain massage" not in blocked
-    page = handout_html("<script>", PLAN, decision)
-    assert "<script>" not in page and "&lt;script&gt;" in page and "window.print()" in page
+    page = handout_html(_sheet("<script>", PLAN, decision))
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert "print()" not in page  # the page never opens the print dialog by itself
+
+
+@pytest.mark.parametrize("n, words", [(1, "once a week"), (2, "twice a week"), (3, "3 times a week")])
+def test_plain_frequencies(n, words):
+    assert times_a_week(n) == words
 
 
 def test_fhir_care_plan_is_valid_and_matches_plan():
@@ -73,7 +99,18 @@ def test_fhir_care_plan_is_valid_and_matches_plan():
     assert (timing.frequency, timing.periodUnit, timing.duration) == (4, "wk", 30)
     data = json.loads(care_plan_json("E-1", "P-1", Plan(0, "none", 0, 5, 20, 4), decision))
     assert [a["detail"]["description"] for a in data["activity"]] == ["Own therapeutic exercise at home"]
-    assert data["subject"]["reference"] == "Patient/P-1"
+    assert data["subject"]["identifier"]["value"] == "P-1"
+
+
+@pytest.mark.parametrize("episode", ["E 1", "O'Brien/2", "a#b", "x" * 64, "-E-minus"])
+def test_fhir_ids_are_derived_and_clinic_ids_kept(episode):
+    """Any episode id gives a valid resource id; the clinic's id travels unchanged."""
+    from recommender.outputs.fhir import fhir_id
+
+    data = json.loads(care_plan_json(episode, "P/1 #2", PLAN, gate.evaluate(CLEAN)))
+    assert data["id"] == fhir_id("careplan", episode) and len(data["id"]) <= 64
+    assert data["identifier"][0]["value"] == episode
+    assert data["subject"]["identifier"]["value"] == "P/1 #2"
 
 
 def test_fhir_validation_rejects_a_malformed_care_plan():

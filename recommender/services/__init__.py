@@ -16,6 +16,7 @@ _EXPORTS = {
     "OVERRIDE_REASONS": "recommender.services.base",
     "PromotionVerdict": "recommender.services.base",
     "recommendation_output": "recommender.services.clinical",
+    "AuditUnavailable": "recommender.storage.audit",  # the trail refuses writes (fail closed)
 }
 __all__ = sorted(_EXPORTS)
 

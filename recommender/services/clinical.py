@@ -182,13 +182,12 @@ class ClinicalService:
         contraindicated plan.
         """
         actor = self.access.require(actor, Action.ACCEPT, f"recommendation:{recommendation_id}")
-        key = idempotency_key or f"rec{recommendation_id}:{plan.key()}"
         try:
             return self._accept(actor, recommendation_id, plan, reason_code, reason_text,
-                                change_reason.strip(), key)
-        except AlreadyDecided:  # a concurrent request with the same key stored it first
+                                change_reason.strip(), idempotency_key)
+        except AlreadyDecided as exc:  # a concurrent request with the same key stored it first
             with self.store.read() as s:
-                return s.execute(select(Decision.id).where(Decision.idempotency_key == key)).scalar_one()
+                return s.execute(select(Decision.id).where(Decision.idempotency_key == exc.key)).scalar_one()
         except gate.GateViolation as exc:  # nothing was stored; the attempt itself is recorded
             with self.store.write() as s:
                 self.store.log(s, actor, "accept_refused", f"recommendation:{recommendation_id}", None,
@@ -213,11 +212,12 @@ class ClinicalService:
                          .order_by(Decision.id.desc()).limit(1)).scalar_one_or_none()
 
     def _accept(self, actor: Actor, recommendation_id: int, plan: Plan, reason_code: str | None,
-                reason_text: str, change_reason: str, key: str) -> int:
-        with self.store.read() as s:
-            existing = s.execute(select(Decision).where(Decision.idempotency_key == key)).scalar_one_or_none()
-            if existing is not None and self._active_decision(s, existing.episode_id).id == existing.id:
-                return existing.id
+                reason_text: str, change_reason: str, key: str | None) -> int:
+        if key is not None:  # a caller's own key: a repeat returns what the first stored
+            with self.store.read() as s:
+                existing = s.execute(select(Decision.id).where(Decision.idempotency_key == key)).scalar()
+                if existing is not None:
+                    return existing
         with self.store.write() as s:
             rec = s.get(RecommendationRecord, recommendation_id)
             if rec is None:
@@ -235,6 +235,8 @@ class ClinicalService:
                     f"episode {episode.episode_code!r} already has an accepted plan (decision "
                     f"{active.id}: {Plan(**active.accepted_plan).describe()}): changing it is a new "
                     "decision and needs a reason")
+            # one decision per episode state: a concurrent duplicate collides on this key
+            key = key or f"episode{episode.id}:after{active.id if active else 0}"
             recommended = rec.output["ranked"][0]["plan"]
             diff = {k: [recommended[k], accepted[k]] for k in PLAN_COLUMNS if recommended[k] != accepted[k]}
             if diff and reason_code not in OVERRIDE_REASONS:

@@ -11,12 +11,16 @@ import pandas as pd
 import streamlit as st
 import streamlit.components.v1 as components
 
-from recommender.services import ClinicService, InputRejected, open_service
+from recommender.services import (
+    AuditUnavailable,
+    ClinicService,
+    InputRejected,
+    open_service,
+)
 from recommender.services.identity import Actor
 from recommender.services.permissions import PermissionDenied
 from recommender.services.sessions import SessionEnded
 from recommender.settings import get_settings
-from recommender.storage.audit import AuditUnavailable
 
 SESSION_COOKIE = "recommender_session"
 
