@@ -157,3 +157,18 @@ def test_audit_filters():
 def test_idle_rule():
     assert is_idle(0.0, 1000.0, 900.0) and not is_idle(500.0, 1000.0, 900.0)
     assert not is_idle(None, 1000.0, 900.0)
+
+
+@pytest.mark.parametrize("value", ["[click](http://example.invalid)", "![x](http://e.invalid/i.png)",
+                                   "<img src=x onerror=alert(1)>", "http://bare.invalid", "**bold**",
+                                   "www.example.invalid", "a@b.invalid"])
+def test_user_data_is_inert_in_markdown(value):
+    """Every Markdown punctuation mark is escaped and autolink triggers are broken."""
+    import re
+
+    from recommender.web.wording import plain
+
+    out = plain(value)
+    assert not re.search(r"(?<!\\)[\[\]()<>!*_]", out)  # no unescaped markup character
+    assert "://" not in out and "www." not in out and not re.search(r"@\w", out)
+    assert out.replace("\\", "").replace("\u200b", "") == value  # and it still reads the same

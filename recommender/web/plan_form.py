@@ -23,6 +23,7 @@ from recommender.safety.plans import (
     TRAINING_SESSIONS,
     Plan,
 )
+from recommender.web.wording import plain
 
 SESSION_MINUTES_CHOICES = (15, 20, 30, 45, 60)
 PROGRAMME_WEEKS_CHOICES = (2, 4, 6, 8, 10, 12, 16, 26)
@@ -109,7 +110,7 @@ INTAKE_FIELDS: tuple[tuple[str, str, str, tuple], ...] = tuple(
 
 def errors_by_column(errors) -> dict[str, str]:
     """Validation errors keyed by column, worded for display beside the field."""
-    return {e.column: f"'{e.value}' is not valid: expected {e.expected}" for e in errors}
+    return {e.column: f"{plain(repr(e.value))} is not valid: expected {e.expected}" for e in errors}
 
 
 def intake_summary(intake: dict, decision: GateDecision) -> list[tuple[str, str]]:

@@ -21,6 +21,7 @@ from recommender.services.identity import Actor
 from recommender.services.permissions import PermissionDenied
 from recommender.services.sessions import SessionEnded
 from recommender.settings import get_settings
+from recommender.web.wording import plain
 
 SESSION_COOKIE = "recommender_session"
 
@@ -87,25 +88,22 @@ def errors_table(errors) -> pd.DataFrame:
 def show_refusal(exc: Exception) -> None:
     """A refusal in plain words, with the offending values when there are any (as text)."""
     if isinstance(exc, SessionEnded):
-        st.error(f"Your session has ended: {exc}")
+        st.error(f"Your session has ended: {plain(exc)}")
     elif isinstance(exc, PermissionDenied):
-        st.error(f"Not allowed: {exc}")
+        st.error(f"Not allowed: {plain(exc)}")
     elif isinstance(exc, InputRejected):
-        st.error(str(exc))
+        st.error(plain(exc))
         if exc.errors:
             st.dataframe(errors_table(exc.errors), hide_index=True)
     elif isinstance(exc, (ValueError, AuditUnavailable)):
-        st.error(str(exc))
+        st.error(plain(exc))
     else:
         raise exc
 
 
 def text(value: object) -> str:
     """User or file data made safe for Markdown-rendering elements (no links, images, HTML)."""
-    out = str(value)
-    for ch in "\\`*_{}[]()#+-.!|<>~$":
-        out = out.replace(ch, "\\" + ch)
-    return out
+    return plain(value)
 
 
 def safe_file_name(name: str) -> str:

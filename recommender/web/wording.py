@@ -61,3 +61,17 @@ def local_times(series: pd.Series) -> pd.Series:
 
 def today() -> dt.date:
     return dt.datetime.now(clinic_zone()).date()
+
+
+_MARKDOWN_PUNCTUATION = "\\`*_{}[]()#+-.!|<>~$&:"
+_ZERO_WIDTH = "\u200b"
+
+
+def plain(value: object) -> str:
+    """User or file data made inert for Streamlit's Markdown: every Markdown punctuation mark is
+    backslash-escaped (it renders as itself) and autolinks (``://``, ``www.``, ``@``) are broken
+    with a zero-width space, so no link, image or HTML can appear."""
+    out = "".join("\\" + ch if ch in _MARKDOWN_PUNCTUATION else ch for ch in str(value))
+    for trigger in ("\\:/", "www", "@"):
+        out = out.replace(trigger, trigger + _ZERO_WIDTH)
+    return out.replace("\n", " ")
