@@ -22,7 +22,7 @@ from recommender.services.permissions import (
 from recommender.storage.database import Database, DatabaseOutOfDate
 from recommender.storage.schema import Decision
 
-from .conftest import PASSWORD, intake_dict
+from .conftest import PASSWORD, intake_dict, make_service
 
 
 def _new_episode(service, cohort, i=0, **changes) -> str:
@@ -440,3 +440,42 @@ def test_concurrent_double_click_stores_one_decision(service, trained):
     assert len(results) == 4 and len(set(results)) == 1
     with service.db.read() as s:
         assert s.execute(select(func.count(Decision.id))).scalar() == 1
+
+
+def test_imported_and_entered_ids_are_stored_exactly(sqlite_service, trained):
+    """Formula escaping is for CSV cells only: stored values are what the user gave."""
+    from recommender.contract.csv_io import to_csv_bytes
+    from recommender.devtools.simulator import simulate
+
+    svc = sqlite_service
+    intakes = simulate(2, seed=5).intakes()
+    intakes["episode_id"] = ["-IMP-1", "+IMP-2"[1:]]
+    intakes["patient_id"] = ["-P-1", "P-2"]
+    svc.import_file(svc.actors["data_staff"], to_csv_bytes(intakes), "intakes.csv", kind="intake")
+    stored = svc.intake(svc.actors["therapist"], "-IMP-1")
+    assert stored["episode_id"] == "-IMP-1" and stored["patient_id"] == "-P-1"
+
+
+def test_a_file_name_too_long_for_the_database_is_refused_before_writing(sqlite_service):
+    from recommender.contract.csv_io import to_csv_bytes
+    from recommender.devtools.simulator import simulate
+
+    data = to_csv_bytes(simulate(3, seed=5).intakes())
+    with pytest.raises(InputRejected, match="at most 255"):
+        sqlite_service.import_file(sqlite_service.actors["data_staff"], data, "x" * 300 + ".csv", "intake")
+
+
+def test_the_demo_is_never_seeded_into_a_clinic_database(tmp_path, monkeypatch):
+    from recommender.devtools import demo
+
+    url = f"sqlite:///{tmp_path / 'clinic.sqlite3'}"
+    monkeypatch.setenv("RECOMMENDER_DATA_DIR", str(tmp_path))
+    assert demo.needs_seeding(url)  # brand new
+    monkeypatch.setenv("RECOMMENDER_DEMO", "0")
+    assert not demo.needs_seeding(url)  # production setting
+    monkeypatch.delenv("RECOMMENDER_DEMO")
+    svc = make_service(url, tmp_path)  # a clinic with users but no model promoted yet
+    assert not demo.needs_seeding(url)
+    with pytest.raises(demo.NotEmpty):
+        demo.seed(url)
+    assert svc.has_users() and not svc.model_versions(svc.actors["data_staff"]).shape[0]
