@@ -36,3 +36,20 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def create_key_file(path: str | os.PathLike, n_bytes: int = 32) -> bool:
+    """Create a random secret key file (hex, mode 0600) unless one exists; True if made.
+
+    ``O_EXCL`` makes creation atomic: two processes never both write a key."""
+    import secrets
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secrets.token_hex(n_bytes))
+    return True

@@ -19,16 +19,14 @@ import hashlib
 import hmac
 import io
 import json
-import os
 import pickle
 import platform
-import secrets
 from pathlib import Path
 
 import joblib
 from joblib.numpy_pickle import NumpyUnpickler, _validate_fileobject_and_memmap
 
-from recommender.contract.atomic import atomic_write_bytes
+from recommender.contract.atomic import atomic_write_bytes, create_key_file
 from recommender.settings import env_name, get_settings
 
 SIGNATURE_FIELD = "signature"
@@ -93,14 +91,7 @@ class CardSigner:
 
     def create_key(self) -> bool:
         """Make the installation's signing key if there is none; True if made."""
-        self.key_path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(self.key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return False
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_hex(32))
-        return True
+        return create_key_file(self.key_path)
 
     def _key(self) -> bytes:
         try:

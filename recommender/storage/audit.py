@@ -17,8 +17,6 @@ import fcntl
 import hashlib
 import hmac
 import json
-import os
-import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,7 +26,7 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from recommender.contract.atomic import atomic_write_bytes
+from recommender.contract.atomic import atomic_write_bytes, create_key_file
 from recommender.contract.csv_io import to_csv_bytes
 from recommender.settings import env_name, get_settings
 from recommender.storage.schema import AuditEvent, AuditHead
@@ -99,14 +97,7 @@ class AuditTrail:
 
     def create_key(self) -> bool:
         """Create the key file if there is none (only for a new, empty database); True if made."""
-        self.key_path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(self.key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return False
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_hex(32))
-        return True
+        return create_key_file(self.key_path)
 
     @property
     def key(self) -> bytes:
