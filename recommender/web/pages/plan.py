@@ -124,7 +124,8 @@ with left:
     st.subheader("Recommended plan")
     for line in plan_lines(best.plan):
         st.text(line)
-    c1, c2, c3, c4 = st.columns(4)
+    c1, c2 = st.columns(2)
+    c3, c4 = st.columns(2)
     c1.metric("Expected pain reduction", f"{best.predicted_reduction:.1f} points", help=PAIN_SCALE_HELP)
     c2.metric("Likely range (9 in 10)", f"{best.interval_low:.1f} to {best.interval_high:.1f}",
               help=INTERVAL_HELP)
