@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 from recommender.model import artifacts
@@ -69,3 +70,20 @@ def test_verified_artifact_loads(trained):
     model, card = load_model(trained["path"], expected_sha256=trained["card"]["artifact_sha256"])
     assert card["kind"] == "TreatmentRecommender"
     assert hasattr(model, "estimator_")
+
+
+def test_a_model_saved_before_pluggable_bases_still_predicts(trained):
+    """Artifacts pickled before plan bases existed carry no ``phi_``: it is rebuilt."""
+    import pickle
+
+    est = trained["model"].estimator_
+    state = est.__getstate__()
+    for name in ("phi_", "basis_", "adaptive_rounds_", "selection_"):
+        state.pop(name, None)
+    old = pickle.loads(pickle.dumps(est))
+    old.__dict__.clear()
+    old.__setstate__(state)
+    X = trained["model"].featurizer_.transform(trained["cohort"].episodes.head(5))
+    plans = np.array([[2, 1, 2, 3, 30, 8]] * 5, dtype=float)
+    assert old.basis_ == "quadratic"
+    assert np.allclose(old.predict(np.hstack([X, plans])), est.predict(np.hstack([X, plans])))

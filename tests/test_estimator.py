@@ -17,7 +17,9 @@ EXPECTED_FAILURES = {
 
 
 @parametrize_with_checks(
-    [PlanEffectRegressor(n_plan_columns=1, n_folds=2, nuisance_max_iter=10, random_state=0)],
+    [PlanEffectRegressor(n_plan_columns=1, n_folds=2, nuisance_max_iter=10, random_state=0),
+     PlanEffectRegressor(n_plan_columns=1, n_folds=2, nuisance_max_iter=10, random_state=0,
+                         candidates=(("quadratic", 0), ("spline", 1)))],
     expected_failed_checks=lambda est: EXPECTED_FAILURES,
 )
 def test_sklearn_conventions(estimator, check):

@@ -79,6 +79,11 @@ SCENARIOS: dict[str, Scenario] = {
             hand_focus=True,
         ),
         Scenario(
+            "tiny_clinic",
+            "A clinic just starting to record: the standard process, few episodes.",
+            400,
+        ),
+        Scenario(
             "moving_optimum",
             "The best training and exercise doses move with activity, pain and tolerance.",
             20_000,

@@ -68,6 +68,11 @@ MIN_SECONDARY_VALUES = 100
 # Support counts are computed in blocks of plans to bound memory.
 SUPPORT_BLOCK = 512
 PAIN_SCALE_MAX = 10  # NRS 0–10: a reduction lies between pain − 10 and pain
+# Caution, chosen over every simulated clinic together by policy value (docs/benchmarks.md):
+# rank by mean − 2 sd (best on average); leave the guideline only for a gain above 1 sd of
+# its uncertainty — lower thresholds gain < 0.01 on large clinics but lose up to 0.65 points
+# against the guideline on a 120-episode clinic (tiny_clinic shows it).
+DEFAULT_CAUTION, DEFAULT_SWITCH_Z = 2.0, 1.0
 # The present rigid model first (kept when data is thin), then adaptive and hinged ones.
 DEFAULT_CANDIDATES = (("quadratic", 0), ("quadratic", 2), ("spline", 2), ("spline", 3))
 
@@ -166,7 +171,8 @@ class TreatmentRecommender(BaseEstimator):
     random_state : int
     """
 
-    def __init__(self, caution: float = 2.0, switch_z: float = 1.0, coverage: float = 0.9,
+    def __init__(self, caution: float = DEFAULT_CAUTION, switch_z: float = DEFAULT_SWITCH_Z,
+                 coverage: float = 0.9,
                  n_alternatives: int = 4,
                  candidates: tuple[tuple[str, int], ...] = DEFAULT_CANDIDATES,
                  random_state: int = 0) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-# Below this many rows the rigid basis is kept without a contest (too little to tell).
+# Below this many followed-up rows the rigid basis is kept without a contest (too little to tell).
 MIN_ROWS_FOR_SELECTION = 3000
 # A more flexible candidate must beat the rigid one by this many standard errors.
 SELECTION_Z = 1.0
