@@ -298,7 +298,9 @@ def machine() -> dict:
     import sklearn
 
     return {"cores": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
-            "scikit-learn": sklearn.__version__, "date": dt.date.today().isoformat()}
+            "scikit-learn": sklearn.__version__, "date": dt.date.today().isoformat(),
+            "threads": os.environ.get("OMP_NUM_THREADS", "default"),
+            "load": os.getloadavg()[1]}
 
 
 def render(results: list[dict], scale: list[dict], command: str, info: dict) -> str:
@@ -306,7 +308,9 @@ def render(results: list[dict], scale: list[dict], command: str, info: dict) -> 
         "# Benchmarks",
         "",
         f"Measured on {info['date']} on this project's machine: {info['cores']} cores ({info['cpu']}),",
-        f"Python {info['python']}, scikit-learn {info['scikit-learn']}. Reproduce with:",
+        f"Python {info['python']}, scikit-learn {info['scikit-learn']}, OpenMP/BLAS threads "
+        f"{info['threads']}; the machine was shared with another engineer's work (5-minute load "
+        f"average {info['load']:.1f} at the end). Reproduce with:",
         "",
         "```bash",
         command,
@@ -439,7 +443,9 @@ def main() -> int:
         for n in (20_000, 200_000):
             scale.append(scale_run(n, recommend=n == 20_000))
             print(json.dumps(scale[-1]), flush=True)
-    command = "python benchmarks/bench_engine.py" + (" --quick" if args.quick else "")
+    threads = os.environ.get("OMP_NUM_THREADS")
+    command = ((f"OMP_NUM_THREADS={threads} " if threads else "") + "python benchmarks/bench_engine.py"
+               + (" --quick" if args.quick else ""))
     if args.quick:
         print(render(results, scale, command, machine()))
     else:

@@ -35,6 +35,8 @@ def test_card_records_provenance(trained):
     assert card["training"]["file_rows"] == 3000
     assert card["training"]["lost_to_followup"] > 0
     assert card["training_file_sha256"] == artifacts.sha256_file(trained["train_csv"])
+    assert card["effect_model"]["chosen"] == "quadratic+0"  # 3,000 episodes: too few to contest
+    assert card["effect_model"]["candidates"][0] == "quadratic+0"
 
 
 def test_edited_byte_is_refused(trained, tmp_path, no_unpickling):

@@ -1,6 +1,6 @@
 """``PlanEffectRegressor``: outcome of a patient under a plan, learned from confounded history.
 
-An R-learner (Nie & Wager 2021) with a second-order dose–response basis:
+An R-learner (Nie & Wager 2021) with a dose–response basis chosen by the data:
 
     y = m(x) + (φ(p) − e(x))ᵀ B ψ(x) + ε
 
@@ -10,10 +10,12 @@ An R-learner (Nie & Wager 2021) with a second-order dose–response basis:
   orthogonal to how plans were chosen (confounding on observed intake);
 * ``φ(p)`` — a dose–response basis of the plan (:mod:`recommender.model.plan_basis`):
   components, squares, on/off and pairwise products, optionally with hinges at
-  inner dose levels; when several bases are offered, the one whose recommended
-  plans have the best cross-fitted doubly-robust policy value is kept
-  (:mod:`recommender.model.selection`), the first (most rigid) unless another is
-  clearly better;
+  inner dose levels;
+* candidates — bases × rounds of *adaptive ridge* (penalties reweighted by how much
+  each patient feature and plan term mattered in a first fit) — compete on the
+  cross-fitted doubly-robust value of the plans they would recommend
+  (:mod:`recommender.model.selection`); the first (the present rigid model) is kept
+  unless another is clearly better;
 * ``ψ(x)`` — standardised patient features, so every effect varies by patient.
 
 ``B`` is a ridge solution with the penalty chosen by cross-validation; its
