@@ -433,13 +433,22 @@ class PlanEffectRegressor(RegressorMixin, BaseEstimator):
 
     @staticmethod
     def _moments(tables: dict, psi: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Contrast and epistemic variance of every plan for every patient.
+
+        Σᵢ = Σⱼₖ ψᵢⱼ ψᵢₖ C[(·, j), (·, k)] is the covariance of patient i's effect vector
+        in φ-space; var = (φ − eᵢ)ᵀ Σᵢ (φ − eᵢ).  Both Σᵢ and ψψᵀ are symmetric, so only
+        upper triangles are multiplied (off-diagonal terms counted twice): half the work."""
         d_phi, d_psi = e.shape[1], psi.shape[1]
         B = tables["coef_full"].reshape(d_phi, d_psi)
         v = psi @ B.T  # (n, d_phi): B ψ_i
         contrast = v @ tables["phi"].T - np.einsum("na,na->n", e, v)[:, None]
-        pp = np.einsum("nj,nk->njk", psi, psi).reshape(len(psi), -1)
-        M = pp @ tables["cov_t"].T  # (n, d_phi²)
-        Mr = M.reshape(len(psi), d_phi, d_phi)
+        j, k = tables["psi_upper"]
+        pp = psi[:, j] * psi[:, k] * tables["psi_weight"]
+        M = pp @ tables["cov_upper"].T  # (n, upper triangle of Σᵢ)
+        a, b = tables["phi_upper"]
+        Mr = np.empty((len(psi), d_phi, d_phi))
+        Mr[:, a, b] = M
+        Mr[:, b, a] = M
         Me = np.einsum("nab,nb->na", Mr, e)
         model_var = (M @ tables["phi_outer"].T - 2 * Me @ tables["phi"].T
                      + np.einsum("na,na->n", Me, e)[:, None])
@@ -472,12 +481,19 @@ class PlanEffectRegressor(RegressorMixin, BaseEstimator):
         cov_full = np.zeros((d_phi * d_psi, d_phi * d_psi))
         cov_full[np.ix_(pos, pos)] = cov
         cov_t = cov_full.reshape(d_phi, d_psi, d_phi, d_psi).transpose(0, 2, 1, 3)
+        a, b = np.triu_indices(d_phi)
+        j, k = np.triu_indices(d_psi)
         phi = basis(np.asarray(plans, dtype=float))
+        pairs = cov_t[a, b]  # (upper of φ-pairs, d_psi, d_psi)
         return {
             "coef_full": coef_full,
-            "cov_t": cov_t.reshape(d_phi * d_phi, d_psi * d_psi),
+            # symmetrised over (j, k), as ψⱼψₖ is: (upper of φ-pairs, upper of ψ-pairs)
+            "cov_upper": 0.5 * (pairs[:, j, k] + pairs[:, k, j]),
+            "phi_upper": (a, b),
+            "psi_upper": (j, k),
+            "psi_weight": np.where(j == k, 1.0, 2.0),
             "phi": phi,
-            "phi_outer": np.einsum("ka,kb->kab", phi, phi).reshape(len(phi), -1),
+            "phi_outer": phi[:, a] * phi[:, b] * np.where(a == b, 1.0, 2.0),
         }
 
     def __getstate__(self):
