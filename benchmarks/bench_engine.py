@@ -1,4 +1,5 @@
-"""Benchmark the recommender against the guideline plan and two learned peers.
+"""Benchmark the recommender against the guideline plan and two learned peers, on every
+scenario of the simulator (the foreign one included), with the caution settings swept.
 
     python benchmarks/bench_engine.py            # writes docs/benchmarks.md
     python benchmarks/bench_engine.py --quick    # smaller, for a smoke run
@@ -27,10 +28,18 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("recommender", "guideline", "hgb_s_learner", "causal_forest_dml")
-SCENARIOS = {  # name: (train episodes, train seed, test seed)
-    "large_clinic": (20_000, 1, 101),
-    "small_confounded": (1_500, 2, 102),
-}
+def _scenarios() -> dict[str, tuple[int, int, int]]:
+    """name: (train episodes, train seed, test seed) for every simulator scenario."""
+    from recommender.devtools.simulator import SCENARIOS as SIMULATED
+
+    seeds = {"large_clinic": (1, 101), "small_confounded": (2, 102)}
+    return {name: (sc.default_episodes, *seeds.get(name, (10 + i, 110 + i)))
+            for i, (name, sc) in enumerate(SIMULATED.items())}
+
+
+SCENARIOS = _scenarios()
+# Caution settings swept on every scenario: (caution, switch_z).
+CAUTION_GRID = tuple((c, z) for z in (0.0, 1.0) for c in (0.0, 0.5, 1.0, 2.0, 3.0))
 N_TEST = 2_000
 N_HONESTY = 10_000  # a larger held-out cohort for coverage and DR error (less sampling noise)
 N_LATENCY = 50
@@ -191,8 +200,26 @@ def run_method(method: str, scenario: str, n_train: int, train_seed: int, test_s
         "peak_rss_mb": _peak_rss_mb(),
     }
     if method == "recommender":
+        result["selection"] = runner.model.estimator_.selection_
+        result["caution_sweep"] = _caution_sweep(runner, cohort, test, hist, oracle)
         result.update(_honesty(runner, scenario, test_seed + 1000))
     return result
+
+
+def _caution_sweep(runner: "_Ours", cohort, test, hist, oracle) -> list[dict]:
+    """Normalised value and harm of the same fitted model at each caution setting."""
+    model = runner.model
+    default = model.get_params()
+    out = []
+    for caution, switch_z in CAUTION_GRID:
+        model.set_params(caution=caution, switch_z=switch_z)
+        plans = np.array([r.best.plan.encode() for r in model.recommend_frame(test)])
+        value = cohort.expected_reduction(plans, paired=True)
+        out.append({"caution": caution, "switch_z": switch_z,
+                    "normalised_value": float((value.mean() - hist.mean()) / (oracle.mean() - hist.mean())),
+                    "harmed_share": float(np.mean(value < hist - 1.0))})
+    model.set_params(caution=default["caution"], switch_z=default["switch_z"])
+    return out
 
 
 def _honesty(runner: _Ours, scenario: str, seed: int) -> dict:
@@ -227,25 +254,36 @@ def _in_child(args) -> dict:
     return run_method(*args)
 
 
-def scale_run(n: int) -> dict:
-    """`recommender simulate` then `recommender train` end to end, as a data-staff user would."""
-    with tempfile.TemporaryDirectory() as tmp:
-        csv = Path(tmp) / "history.csv"
-        subprocess.run([sys.executable, "-m", "recommender.cli", "simulate", "--episodes", str(n),
-                        "--seed", "5", "--out", str(csv)], check=True, capture_output=True)
-        size_mb = csv.stat().st_size / 1e6
-        train = (f"import resource, sys; from recommender.cli import main; "
-                 f"rc = main(['train', {str(csv)!r}, '--out', {str(Path(tmp) / 'm.joblib')!r}, "
-                 f"'--max-mb', '2000']); "
-                 f"print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); "
-                 f"sys.exit(rc)")
+def scale_run(n: int, recommend: bool = False) -> dict:
+    """`recommender simulate` then `recommender train` end to end, as a data-staff user would;
+    with ``recommend``, also `recommender recommend` for 2,000 new patients (Python start
+    included)."""
+    def cli(*args: str) -> tuple[float, float]:
+        code = (f"import resource, sys; from recommender.cli import main; rc = main({list(args)!r}); "
+                f"print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); "
+                f"sys.exit(rc)")
         t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-c", train], capture_output=True, text=True)
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
         seconds = time.perf_counter() - t0
         if proc.returncode != 0:
             raise RuntimeError(proc.stderr)
-        peak_kb = int(proc.stderr.rsplit("PEAK_KB", 1)[1].split()[0])
-    return {"episodes": n, "csv_mb": size_mb, "train_s": seconds, "peak_rss_mb": peak_kb / 1024}
+        return seconds, int(proc.stderr.rsplit("PEAK_KB", 1)[1].split()[0]) / 1024
+
+    with tempfile.TemporaryDirectory() as tmp:
+        csv, model = Path(tmp) / "history.csv", str(Path(tmp) / "m.joblib")
+        subprocess.run([sys.executable, "-m", "recommender.cli", "simulate", "--episodes", str(n),
+                        "--seed", "5", "--out", str(csv)], check=True, capture_output=True)
+        size_mb = csv.stat().st_size / 1e6
+        train_s, peak = cli("train", str(csv), "--out", model, "--max-mb", "2000")
+        result = {"episodes": n, "csv_mb": size_mb, "train_s": train_s, "peak_rss_mb": peak}
+        if recommend:
+            intake = Path(tmp) / "intake.csv"
+            subprocess.run([sys.executable, "-m", "recommender.cli", "simulate", "--episodes",
+                            str(N_TEST), "--seed", "6", "--out", str(intake)], check=True,
+                           capture_output=True)
+            result["recommend_s"], result["recommend_rss_mb"] = cli(
+                "recommend", str(intake), "--model", model, "--out", str(Path(tmp) / "rec.csv"))
+    return result
 
 
 def machine() -> dict:
@@ -260,7 +298,9 @@ def machine() -> dict:
     import sklearn
 
     return {"cores": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
-            "scikit-learn": sklearn.__version__, "date": dt.date.today().isoformat()}
+            "scikit-learn": sklearn.__version__, "date": dt.date.today().isoformat(),
+            "threads": os.environ.get("OMP_NUM_THREADS", "default"),
+            "load": os.getloadavg()[1]}
 
 
 def render(results: list[dict], scale: list[dict], command: str, info: dict) -> str:
@@ -268,7 +308,9 @@ def render(results: list[dict], scale: list[dict], command: str, info: dict) -> 
         "# Benchmarks",
         "",
         f"Measured on {info['date']} on this project's machine: {info['cores']} cores ({info['cpu']}),",
-        f"Python {info['python']}, scikit-learn {info['scikit-learn']}. Reproduce with:",
+        f"Python {info['python']}, scikit-learn {info['scikit-learn']}, OpenMP/BLAS threads "
+        f"{info['threads']}; the machine was shared with another engineer's work (5-minute load "
+        f"average {info['load']:.1f} at the end). Reproduce with:",
         "",
         "```bash",
         command,
@@ -279,8 +321,11 @@ def render(results: list[dict], scale: list[dict], command: str, info: dict) -> 
         "(NRS points). Normalised value: 0 = the therapists' historical plans, 1 = the oracle.",
         "Harmed: share of patients whose plan is > 1 point worse than their therapist's.",
         "Peak RSS is the whole benchmark child process (simulated data included).",
+        "Scenarios are described in `docs/simulator.md`; `foreign_clinic` shares no functional",
+        "form with the others. Timings are on a machine shared with other work (2 cores).",
         "",
     ]
+    lines += _summary(results)
     for scenario in SCENARIOS:
         rows = [r for r in results if r["scenario"] == scenario]
         if not rows:
@@ -309,16 +354,68 @@ def render(results: list[dict], scale: list[dict], command: str, info: dict) -> 
                 f"plans; doubly-robust value of the recommended plans {ours['dr_estimate']:.3f} "
                 f"(95 % CI {ours['dr_ci'][0]:.3f}–{ours['dr_ci'][1]:.3f}) vs exact "
                 f"{ours['dr_exact']:.3f} (error {ours['dr_error']:+.3f}); guideline fallback for "
-                f"{ours['fallback_share']:.1%} of patients.",
+                f"{ours['fallback_share']:.1%} of patients. Effect model chosen by cross-fitted "
+                f"policy value: `{ours['selection']['chosen']}` ({ours['selection']['reason']}).",
             ]
         lines.append("")
+    lines += _caution_table(results)
     if scale:
         lines += ["## Training at scale (`recommender train` end to end, CSV read included)", "",
                   "| episodes | CSV MB | seconds | peak RSS MB |", "|---|---|---|---|"]
         lines += [f"| {s['episodes']:,} | {s['csv_mb']:.0f} | {s['train_s']:.1f} | {s['peak_rss_mb']:.0f} |"
                   for s in scale]
+        for s in scale:
+            if "recommend_s" in s:
+                lines += ["", f"`recommender recommend` for {N_TEST:,} new patients with the "
+                          f"{s['episodes']:,}-episode model: {s['recommend_s']:.1f} s end to end "
+                          f"(Python start and CSV read and write included), peak RSS "
+                          f"{s['recommend_rss_mb']:.0f} MB."]
         lines.append("")
     return "\n".join(lines)
+
+
+def _summary(results: list[dict]) -> list[str]:
+    """One row per scenario: the recommender beside the best peer and the guideline."""
+    lines = ["## Summary (normalised value; harmed share in brackets)", "",
+             "| scenario | episodes | recommender | guideline | hgb_s_learner | causal_forest_dml | effect model chosen |",
+             "|---|---|---|---|---|---|---|"]
+    for scenario in SCENARIOS:
+        rows = {r["method"]: r for r in results if r["scenario"] == scenario}
+        if not rows:
+            continue
+        cells = [f"{rows[m]['normalised_value']:.3f} ({rows[m]['harmed_share']:.2%})" if m in rows else "–"
+                 for m in METHODS]
+        chosen = rows["recommender"]["selection"]["chosen"] if "recommender" in rows else "–"
+        n = next(iter(rows.values()))["n_train"]
+        lines.append(f"| {scenario} | {n:,} | " + " | ".join(cells) + f" | `{chosen}` |")
+    return lines + [""]
+
+
+def _caution_table(results: list[dict]) -> list[str]:
+    """Normalised value and harm at each caution setting, per scenario, and the setting a
+    leave-one-scenario-out choice would make (the best mean on the other scenarios)."""
+    ours = [r for r in results if r["method"] == "recommender" and "caution_sweep" in r]
+    if not ours:
+        return []
+    names = [r["scenario"] for r in ours]
+    lines = ["## Caution (ranking by mean − caution × sd; leave the guideline only when the gain "
+             "exceeds switch_z × its sd)", "",
+             "Normalised value (harmed share) of one fitted model per scenario at each setting:", "",
+             "| caution | switch_z | " + " | ".join(names) + " | mean |",
+             "|---|---|" + "---|" * (len(names) + 1)]
+    values = np.array([[s["normalised_value"] for s in r["caution_sweep"]] for r in ours])  # (scen, set)
+    for j, (c, z) in enumerate(CAUTION_GRID):
+        cells = [f"{r['caution_sweep'][j]['normalised_value']:.3f} ({r['caution_sweep'][j]['harmed_share']:.2%})"
+                 for r in ours]
+        lines.append(f"| {c} | {z} | " + " | ".join(cells) + f" | {values[:, j].mean():.3f} |")
+    loso = []
+    for i, name in enumerate(names):
+        others = np.delete(values, i, axis=0).mean(axis=0)
+        j = int(np.argmax(others))
+        loso.append(f"{name}: ({CAUTION_GRID[j][0]}, {CAUTION_GRID[j][1]}) → {values[i, j]:.3f}")
+    lines += ["", "Leave-one-scenario-out choice (best mean on the other scenarios, scored on the "
+              "held-out one): " + "; ".join(loso) + ".", ""]
+    return lines
 
 
 def main() -> int:
@@ -326,10 +423,12 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="smaller sizes; no scale run")
     parser.add_argument("--methods", nargs="*", default=list(METHODS))
     parser.add_argument("--no-scale", action="store_true")
+    parser.add_argument("--scenarios", nargs="*", default=list(SCENARIOS))
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
     args = parser.parse_args()
     jobs = []
-    for scenario, (n, train_seed, test_seed) in SCENARIOS.items():
+    for scenario in args.scenarios:
+        n, train_seed, test_seed = SCENARIOS[scenario]
         n = min(n, 3000) if args.quick else n
         jobs += [(m, scenario, n, train_seed, test_seed) for m in args.methods]
     ctx = mp.get_context("spawn")
@@ -342,9 +441,11 @@ def main() -> int:
     scale = []
     if not (args.quick or args.no_scale):
         for n in (20_000, 200_000):
-            scale.append(scale_run(n))
+            scale.append(scale_run(n, recommend=n == 20_000))
             print(json.dumps(scale[-1]), flush=True)
-    command = "python benchmarks/bench_engine.py" + (" --quick" if args.quick else "")
+    threads = os.environ.get("OMP_NUM_THREADS")
+    command = ((f"OMP_NUM_THREADS={threads} " if threads else "") + "python benchmarks/bench_engine.py"
+               + (" --quick" if args.quick else ""))
     if args.quick:
         print(render(results, scale, command, machine()))
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 from recommender.model import artifacts
@@ -34,6 +35,8 @@ def test_card_records_provenance(trained):
     assert card["training"]["file_rows"] == 3000
     assert card["training"]["lost_to_followup"] > 0
     assert card["training_file_sha256"] == artifacts.sha256_file(trained["train_csv"])
+    assert card["effect_model"]["chosen"] == "quadratic+0"  # 3,000 episodes: too few to contest
+    assert card["effect_model"]["candidates"][0] == "quadratic+0"
 
 
 def test_edited_byte_is_refused(trained, tmp_path, no_unpickling):
@@ -69,3 +72,20 @@ def test_verified_artifact_loads(trained):
     model, card = load_model(trained["path"], expected_sha256=trained["card"]["artifact_sha256"])
     assert card["kind"] == "TreatmentRecommender"
     assert hasattr(model, "estimator_")
+
+
+def test_a_model_saved_before_pluggable_bases_still_predicts(trained):
+    """Artifacts pickled before plan bases existed carry no ``phi_``: it is rebuilt."""
+    import pickle
+
+    est = trained["model"].estimator_
+    state = est.__getstate__()
+    for name in ("phi_", "basis_", "adaptive_rounds_", "selection_"):
+        state.pop(name, None)
+    old = pickle.loads(pickle.dumps(est))
+    old.__dict__.clear()
+    old.__setstate__(state)
+    X = trained["model"].featurizer_.transform(trained["cohort"].episodes.head(5))
+    plans = np.array([[2, 1, 2, 3, 30, 8]] * 5, dtype=float)
+    assert old.basis_ == "quadratic"
+    assert np.allclose(old.predict(np.hstack([X, plans])), est.predict(np.hstack([X, plans])))

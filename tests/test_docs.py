@@ -36,3 +36,12 @@ def test_the_readme_settings_table_is_the_settings_object():
 
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert settings_table() in readme, "README's settings table drifted from recommender/settings.py"
+
+
+@pytest.mark.parametrize("doc", ["simulator.md", "benchmarks.md"])
+def test_every_simulated_clinic_is_documented_and_benchmarked(doc):
+    from recommender.devtools.simulator import SCENARIOS
+
+    text = (ROOT / "docs" / doc).read_text(encoding="utf-8")
+    missing = [name for name in SCENARIOS if f"{name}" not in text]
+    assert not missing, f"docs/{doc} does not cover scenario(s) {missing}"

@@ -43,6 +43,24 @@ def test_no_recommended_plan_is_ever_contraindicated(trained, intake):
                    for r in rec.gate.reasons if r.effect is gate.Effect.NO_MASSAGE)
 
 
+@pytest.fixture(scope="module")
+def flexible():
+    """A recommender whose effect model is the flexible one (hinged basis, adaptive ridge)."""
+    cohort = simulate(1500, seed=31, scenario="subgroup_harm")
+    return TreatmentRecommender(candidates=(("spline", 2),)).fit(_typed(cohort.episodes))
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+@given(intake=intakes())
+def test_flexible_model_never_recommends_contraindicated_plans(flexible, intake):
+    """Property: the same gate guarantee whichever effect model the data chose."""
+    assert flexible.estimator_.basis_ == "spline"
+    for prediction in flexible.recommend(intake).ranked():
+        assert not massage_is_contraindicated(intake, prediction.plan)
+    for prediction in flexible.predict_plans(intake, [GUIDELINE_PLAN, Plan(2, "firm", 2, 3, 30, 8)]):
+        assert prediction.allowed == (not massage_is_contraindicated(intake, prediction.plan))
+
+
 def test_gate_recheck_stops_a_broken_mask(trained, typed_test_rows, monkeypatch):
     """Even if the vectorised mask were wrong, the final re-check refuses the plan."""
     rows = typed_test_rows.copy()

@@ -17,7 +17,9 @@ EXPECTED_FAILURES = {
 
 
 @parametrize_with_checks(
-    [PlanEffectRegressor(n_plan_columns=1, n_folds=2, nuisance_max_iter=10, random_state=0)],
+    [PlanEffectRegressor(n_plan_columns=1, n_folds=2, nuisance_max_iter=10, random_state=0),
+     PlanEffectRegressor(n_plan_columns=1, n_folds=2, nuisance_max_iter=10, random_state=0,
+                         candidates=(("quadratic", 0), ("spline", 1)))],
     expected_failed_checks=lambda est: EXPECTED_FAILURES,
 )
 def test_sklearn_conventions(estimator, check):
@@ -72,3 +74,17 @@ def test_uncertainty_grows_off_the_evidence():
 def test_refuses_patientless_input():
     with pytest.raises(ValueError, match="1 feature"):
         PlanEffectRegressor(n_plan_columns=1).fit(np.ones((20, 1)), np.ones(20))
+
+
+def test_grid_uncertainty_equals_the_row_by_row_computation():
+    """score_grid's factored (triangle-only) variance is the same as plan-by-plan."""
+    X, y = _confounded(n=1500, seed=3)
+    X = np.column_stack([X, np.round(np.abs(X[:, 0]) * 2) % 3])  # a second plan column
+    est = PlanEffectRegressor(n_plan_columns=2, candidates=(("spline", 1),), random_state=0).fit(X, y)
+    patients = X[:7, :2]
+    grid = np.array([[d, m] for d in range(5) for m in range(3)], dtype=float)
+    mean, _, model_sd = est.score_grid(patients, grid)
+    rows = np.repeat(np.arange(7), len(grid))
+    paired_mean, _, paired_var = est.predict_parts(np.hstack([patients[rows], np.tile(grid, (7, 1))]))
+    assert np.allclose(model_sd.ravel(), np.sqrt(paired_var))
+    assert np.allclose(mean.ravel(), paired_mean)

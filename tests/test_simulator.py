@@ -82,3 +82,97 @@ def test_heterogeneous_effects():
     diff = (cohort.expected_reduction(firm) - cohort.expected_reduction(gentle))[:, 0]
     tol = cohort.truth["pain_tolerance"].to_numpy()
     assert diff[tol == "high"].mean() > 0 > diff[tol == "low"].mean()
+
+
+# ----------------------------------------------------------------- the wider family of clinics
+
+
+def _oracle_plans(cohort):
+    best, _ = cohort.oracle()
+    return PLAN_SPACE.matrix[best]
+
+
+def test_moving_optimum_best_exercise_rises_with_activity():
+    cohort = simulate(1500, seed=2, scenario="moving_optimum")
+    best = _oracle_plans(cohort)
+    activity = cohort.truth["activity_level"].to_numpy()
+    days = [best[activity == a, 3].mean() for a in ("sedentary", "light", "moderate", "active")]
+    assert days == sorted(days) and days[-1] - days[0] > 1.5
+    standard = _oracle_plans(simulate(1500, seed=2))
+    assert best[activity == "active", 3].mean() > standard[activity == "active", 3].mean() + 0.8
+
+
+def test_threshold_reversal_turns_more_into_less():
+    cohort = simulate(800, seed=3, scenario="threshold_reversal")
+    two = np.array([[2, 1, 2, 3, 30, 8]], dtype=float)
+    four = np.array([[4, 1, 2, 3, 30, 8]], dtype=float)
+    massage_ok = cohort.truth["_massage_level_allowed"].to_numpy() >= 1
+    diff = (cohort.expected_reduction(four) - cohort.expected_reduction(two))[massage_ok, 0]
+    assert diff.mean() < -0.3
+    more_exercise = (cohort.expected_reduction(np.array([[2, 1, 2, 7, 30, 8]], float))
+                     - cohort.expected_reduction(np.array([[2, 1, 2, 4, 30, 8]], float)))
+    assert more_exercise.mean() < 0
+
+
+def test_subgroup_harm_firm_massage_in_fibromyalgia_and_training_in_nerve_pain():
+    cohort = simulate(3000, seed=4, scenario="subgroup_harm")
+    truth = cohort.truth
+    fibro = (truth["pain_cause"] == "fibromyalgia").to_numpy() & (truth["_massage_level_allowed"] == 3).to_numpy()
+    firm = cohort.expected_reduction(np.array([[3, 3, 1, 3, 30, 8]], float))[:, 0]
+    none = cohort.expected_reduction(np.array([[0, 0, 1, 3, 30, 8]], float))[:, 0]
+    assert (firm - none)[fibro].mean() < -0.3
+    nerve = (truth["pain_cause"] == "nerve").to_numpy()
+    train4 = cohort.expected_reduction(np.array([[0, 0, 4, 3, 30, 8]], float))[:, 0]
+    train1 = cohort.expected_reduction(np.array([[0, 0, 1, 3, 30, 8]], float))[:, 0]
+    assert (train4 - train1)[nerve].mean() < -0.5 < (train4 - train1)[~nerve].mean()
+
+
+@pytest.mark.parametrize("scenario", ["heavy_noise", "foreign_clinic"])
+def test_heavy_tailed_expectation_matches_sampled_outcomes(scenario):
+    cohort = simulate(1500, seed=13, scenario=scenario)
+    plans = encode_frame(cohort.episodes)
+    expected = cohort.expected_reduction(plans, paired=True)
+    draws = np.array([cohort.sample_outcomes(plans, seed=s) for s in range(30)])
+    assert abs(draws.mean() - expected.mean()) < 0.04
+    from recommender.devtools.simulator import _draw_noise, _noise_sd
+
+    z = _draw_noise(cohort.truth, cohort.scenario, np.random.default_rng(0)) / _noise_sd(
+        cohort.truth, cohort.scenario)
+    assert np.mean(z**4) / np.mean(z**2) ** 2 > 5  # far heavier tails than a normal (kurtosis 3)
+
+
+def test_messy_clinic_is_messy(tmp_path, capsys):
+    cohort = simulate(3000, seed=6, scenario="messy_clinic")
+    ep = cohort.episodes
+    for col in ("sleep_quality", "anxiety_score", "depression_score", "bmi", "adherence"):
+        assert 0.2 < ep[col].isna().mean() < 0.35, col
+    assert "referral_source" in ep
+    lost = ep["followup_pain_score"].isna().mean()
+    standard = simulate(3000, seed=6).episodes
+    assert lost > standard["followup_pain_score"].isna().mean() + 0.05
+    out = tmp_path / "messy.csv"
+    assert main(["simulate", "--episodes", "300", "--scenario", "messy_clinic", "--out", str(out)]) == 0
+    assert main(["validate", str(out), "--kind", "training"]) == 0
+    assert "ignored unknown column(s): referral_source" in capsys.readouterr().err
+
+
+def test_foreign_world_is_fixed_per_scenario_and_unlike_the_standard_one():
+    a = simulate(400, seed=1, scenario="foreign_clinic")
+    b = simulate(400, seed=2, scenario="foreign_clinic")
+    assert not a.episodes.equals(b.episodes)
+    # the same patients get the same truth whichever cohort they came from: one world
+    plans = PLAN_SPACE.matrix[::97]
+    assert np.allclose(a.expected_reduction(plans)[:5],
+                       simulate(400, seed=1, scenario="foreign_clinic").expected_reduction(plans)[:5])
+    # unlike the standard process on the very same patients
+    standard = simulate(400, seed=1)
+    assert a.truth["pain_score"].equals(standard.truth["pain_score"])
+    corr = np.corrcoef(a.expected_reduction(plans).ravel(), standard.expected_reduction(plans).ravel())[0, 1]
+    assert corr < 0.8
+    # therapists' choices follow another model too (foreign minutes include 25 and 40)
+    assert set(a.episodes["session_minutes"]) - {15, 20, 30, 45, 60}
+
+
+def test_foreign_oracle_is_allowed():
+    cohort = simulate(300, seed=9, scenario="foreign_clinic")
+    assert not gate.violations(cohort.intakes(), _oracle_plans(cohort)).any()

@@ -24,6 +24,7 @@ from recommender.contract.columns import (
     Kind,
     columns_for,
 )
+from recommender.devtools import foreign
 from recommender.safety import gate
 from recommender.safety.plans import (
     EXERCISE,
@@ -47,6 +48,16 @@ class Scenario:
     rule_breaking: float = 0.10  # chance a contraindicated patient still got massage
     noise_sd: float = 1.3  # outcome noise (NRS points) at pain score 5
     loss_rate: float = 0.10  # approximate share lost to follow-up
+    hand_focus: bool = False  # mostly hand and wrist pain
+    moving_optimum: bool = False  # the best training and exercise doses move with the patient
+    reversal: bool = False  # effects saturate, then reverse beyond a threshold dose
+    subgroup_harm: bool = False  # firm massage in fibromyalgia, training in nerve pain or a flare
+    tail_share: float = 0.0  # share of outcomes drawn with TAIL_SCALE × the noise (heavy tails)
+    missing_rate: float = 0.0  # every optional measurement is blank at least this often
+    extra_column: bool = False  # the file carries a column the contract does not know
+    loss_outcome: float = 0.45  # how strongly loss to follow-up depends on the outcome
+    foreign: bool = False  # outcomes and choices from recommender.devtools.foreign instead
+    world_seed: int = 0  # the foreign world (fixed, so training and test cohorts share it)
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -65,9 +76,63 @@ SCENARIOS: dict[str, Scenario] = {
             "hand_clinic",
             "A hand-therapy clinic: mostly hand and wrist pain, osteoarthritis.",
             3_000,
+            hand_focus=True,
+        ),
+        Scenario(
+            "tiny_clinic",
+            "A clinic just starting to record: the standard process, few episodes.",
+            400,
+        ),
+        Scenario(
+            "moving_optimum",
+            "The best training and exercise doses move with activity, pain and tolerance.",
+            20_000,
+            moving_optimum=True,
+        ),
+        Scenario(
+            "threshold_reversal",
+            "Every component saturates, then reverses beyond a threshold dose.",
+            20_000,
+            reversal=True,
+        ),
+        Scenario(
+            "subgroup_harm",
+            "Firm massage harms fibromyalgia; training harms nerve pain and acute flares.",
+            20_000,
+            subgroup_harm=True,
+        ),
+        Scenario(
+            "heavy_noise",
+            "Noisier outcomes with heavy tails (a sixth of outcomes at 3× the noise).",
+            20_000,
+            noise_sd=1.8,
+            tail_share=0.15,
+        ),
+        Scenario(
+            "messy_clinic",
+            "A quarter of optional fields blank, an extra column, outcome-dependent loss to "
+            "follow-up, moving optima and harmed subgroups.",
+            8_000,
+            moving_optimum=True,
+            subgroup_harm=True,
+            missing_rate=0.25,
+            extra_column=True,
+            loss_rate=0.18,
+            loss_outcome=0.8,
+        ),
+        Scenario(
+            "foreign_clinic",
+            "A random world with no functional form in common with the others "
+            "(recommender.devtools.foreign).",
+            20_000,
+            foreign=True,
+            world_seed=20261127,
+            tail_share=foreign.TAIL_SHARE,
         ),
     )
 }
+TAIL_SCALE = 3.0
+EXTRA_COLUMN = "referral_source"
 
 _REGION_P = dict(zip(REGIONS, (0.16, 0.14, 0.08, 0.28, 0.08, 0.12, 0.08, 0.06)))
 _MASSAGE_CAUSE = dict(zip(PAIN_CAUSES, (1.3, 1.0, 0.8, 0.5, 1.25, 1.15, 1.05, 0.95)))
@@ -75,7 +140,9 @@ _MASSAGE_REGION = dict(zip(REGIONS, (1.2, 1.05, 1.15, 1.0, 0.8, 0.8, 1.5, 0.9)))
 _TRAIN_CAUSE = dict(zip(PAIN_CAUSES, (1.1, 1.45, 1.35, 0.85, 1.25, 0.7, 1.4, 1.0)))
 _TRAIN_REGION = dict(zip(REGIONS, (1.0, 1.1, 1.0, 1.2, 1.3, 1.3, 0.7, 1.1)))
 _EXERCISE_ACTIVITY = dict(zip(ACTIVITY_LEVELS, (1.4, 1.2, 1.0, 0.7)))
+_MOVING_EXERCISE_ACTIVITY = dict(zip(ACTIVITY_LEVELS, (1.2, 1.1, 1.0, 0.95)))
 AMP_MASSAGE, AMP_TRAINING, AMP_EXERCISE = 1.0, 1.1, 0.8
+FLARE_PAIN, FLARE_MONTHS = 8, 6  # an acute flare: severe pain of recent onset
 
 
 @dataclass
@@ -117,10 +184,10 @@ class SimulatedCohort:
     def sample_outcomes(self, plans: np.ndarray, seed: int) -> np.ndarray:
         """Observed pain reductions if each patient had received ``plans`` (paired)."""
         rng = np.random.default_rng(seed)
-        mu = _raw_mean(self.truth, plans, paired=True)[:, 0]
-        sd = _noise_sd(self.truth, self.scenario)
+        mu = _mean(self.truth, plans, self.scenario, paired=True)[:, 0]
+        eps = _draw_noise(self.truth, self.scenario, rng)
         pain = self.truth["pain_score"].to_numpy(float)
-        follow = np.clip(np.round(pain - mu - sd * rng.standard_normal(len(mu)), 1), 0, 10)
+        follow = np.clip(np.round(pain - mu - eps, 1), 0, 10)
         return pain - follow
 
 
@@ -141,8 +208,15 @@ def _plan_cols(plans: np.ndarray, paired: bool) -> tuple[np.ndarray, ...]:
     return tuple(c[:, None] if paired else c[None, :] for c in cols)
 
 
-def _raw_mean(truth: pd.DataFrame, plans: np.ndarray, paired: bool = False) -> np.ndarray:
+def _mean(truth: pd.DataFrame, plans: np.ndarray, sc: Scenario, paired: bool = False) -> np.ndarray:
     """Mean of the unclipped reduction (before the 0–10 floor and ceiling)."""
+    if sc.foreign:
+        return foreign.raw_mean(truth, plans, foreign.world(sc.world_seed), paired)
+    return _raw_mean(truth, plans, sc, paired)
+
+
+def _raw_mean(truth: pd.DataFrame, plans: np.ndarray, sc: Scenario, paired: bool = False) -> np.ndarray:
+    """The standard process (docs/simulator.md), with the scenario's twists."""
     s, lvl, t, e, mins, w = _plan_cols(plans, paired)
     age = _col(truth, "age")
     pain = _col(truth, "pain_score")
@@ -185,6 +259,31 @@ def _raw_mean(truth: pd.DataFrame, plans: np.ndarray, paired: bool = False) -> n
         1 + 0.05 * depression
     ) * np.where(fibro, 1.2, 1.0)
     exercise = amp_e * (e / e_opt) * np.exp(1 - e / e_opt)
+    act = _map(truth, "activity_level", dict(zip(ACTIVITY_LEVELS, (0.0, 1.0, 2.0, 3.0))))
+    duration = _col(truth, "pain_duration_months")
+    if sc.moving_optimum:
+        # The best dose follows the patient: the active and those in less pain do more.
+        t_opt = np.clip(3 + 0.5 * (tol - 2) - 0.3 * (pain - 6), 1, 4.5)
+        training = amp_t * (t / t_opt) * np.exp(1 - t / t_opt)
+        e_opt = np.clip(1.5 + 1.3 * act - 0.3 * (pain - 6), 1, 7)
+        amp_e = AMP_EXERCISE * _map(truth, "activity_level", _MOVING_EXERCISE_ACTIVITY) * (
+            1 + 0.05 * depression) * np.where(fibro, 1.2, 1.0)
+        exercise = amp_e * (e / e_opt) * np.exp(1 - e / e_opt)
+    if sc.reversal:
+        # Saturation then reversal: gains stop at a threshold dose and turn into losses.
+        dose_m = np.minimum(s, 2) / 2 - 0.45 * np.maximum(s - 2, 0)
+        massage = np.where(lvl > contra, -1.2 * np.minimum(s, 4) / 4, amp_m * dose_m * fit_m)
+        training = amp_t * (np.minimum(t, 2) / 2 - 0.5 * np.maximum(t - 3, 0))
+        exercise = amp_e * (np.minimum(e, 3) / 3 - 0.35 * np.maximum(e - 5, 0))
+    if sc.subgroup_harm:
+        # A component that helps most patients harms one subgroup.
+        nerve = (truth["pain_cause"] == "nerve").to_numpy()[:, None]
+        flare = (pain >= FLARE_PAIN) & (duration < FLARE_MONTHS)
+        firm_fibro = fibro & (lvl == 3) & (lvl <= contra)
+        massage = np.where(firm_fibro, -0.8 * dose_m, np.where(fibro & (lvl == 2), 0.5 * massage, massage))
+        training = np.where(nerve, 0.4 * np.minimum(t, 1) - 0.45 * np.maximum(t - 1, 0), training)
+        training = training - np.where(flare, 0.35 * np.maximum(t - 1, 0), 0)
+        exercise = exercise - np.where(flare, 0.25 * np.maximum(e - 3, 0), 0)
 
     synergy = 0.2 * ((s > 0) & (t > 0))
     m0 = np.where(tol == 1, 25.0, np.where(tol == 3, 35.0, 30.0))
@@ -192,6 +291,8 @@ def _raw_mean(truth: pd.DataFrame, plans: np.ndarray, paired: bool = False) -> n
     weeks_f = (1 - np.exp(-w / 5)) / (1 - np.exp(-8 / 5)) * (1 - 0.015 * np.maximum(w - 8, 0))
     load = s + t + e
     load_max = np.where(tol == 1, 5.0, np.where(tol == 3, 9.0, 7.0)) - (age > 70)
+    if sc.moving_optimum:
+        load_max = load_max + act  # the already active tolerate more
     overload = 0.08 * np.maximum(load - load_max, 0) ** 2
 
     natural = 0.2 + 0.15 * (pain - 6) - 0.15 * np.log1p(_col(truth, "pain_duration_months") / 12)
@@ -200,21 +301,46 @@ def _raw_mean(truth: pd.DataFrame, plans: np.ndarray, paired: bool = False) -> n
 
 
 def _noise_sd(truth: pd.DataFrame, scenario: Scenario) -> np.ndarray:
+    """Sd of the ordinary (non-tail) outcome noise."""
+    if scenario.foreign:
+        return foreign.noise_sd(truth, foreign.world(scenario.world_seed), scenario.noise_sd)
     pain = truth["pain_score"].to_numpy(dtype=float)
     anxiety = truth["anxiety_score"].to_numpy(dtype=float)
     return scenario.noise_sd * (0.75 + 0.05 * pain) * (1 + 0.05 * anxiety)
 
 
+def _tail_scale(scenario: Scenario) -> float:
+    return foreign.TAIL_SCALE if scenario.foreign else TAIL_SCALE
+
+
+def _draw_noise(truth: pd.DataFrame, scenario: Scenario, rng: np.random.Generator) -> np.ndarray:
+    """Outcome noise: normal, or a scale mixture (heavy tails) when the scenario says so."""
+    sd = _noise_sd(truth, scenario)
+    eps = sd * rng.standard_normal(len(sd))
+    if scenario.tail_share > 0:
+        tail = rng.random(len(sd)) < scenario.tail_share
+        eps = np.where(tail, eps * _tail_scale(scenario), eps)
+    return eps
+
+
+def _clipped_mean(m: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """E[clip(Z, 0, 10)] for Z ~ N(m, sd²), in closed form."""
+    a, b = (0 - m) / sd, (10 - m) / sd
+    return 10 * norm.sf(b) + m * (norm.cdf(b) - norm.cdf(a)) + sd * (norm.pdf(a) - norm.pdf(b))
+
+
 def expected_reduction(truth: pd.DataFrame, plans: np.ndarray, scenario: Scenario,
                        paired: bool = False) -> np.ndarray:
     """E[pain − follow-up], with the follow-up score floored at 0 and capped at 10."""
-    mu = _raw_mean(truth, plans, paired)
+    mu = _mean(truth, plans, scenario, paired)
     sd = _noise_sd(truth, scenario)[:, None]
     pain = truth["pain_score"].to_numpy(dtype=float)[:, None]
-    # follow-up Z = pain − mu − eps ~ N(pain − mu, sd²); E[clip(Z, 0, 10)] in closed form.
+    # follow-up Z = pain − mu − eps, eps normal (or a two-normal scale mixture).
     m = pain - mu
-    a, b = (0 - m) / sd, (10 - m) / sd
-    clipped = 10 * norm.sf(b) + m * (norm.cdf(b) - norm.cdf(a)) + sd * (norm.pdf(a) - norm.pdf(b))
+    clipped = _clipped_mean(m, sd)
+    if scenario.tail_share > 0:
+        clipped = ((1 - scenario.tail_share) * clipped
+                   + scenario.tail_share * _clipped_mean(m, sd * _tail_scale(scenario)))
     out = pain - clipped
     return out[:, 0] if paired else out
 
@@ -228,7 +354,7 @@ def _choice(rng, options, p, n):
 
 
 def _patients(n: int, rng: np.random.Generator, scenario: Scenario) -> pd.DataFrame:
-    hand = scenario.name == "hand_clinic"
+    hand = scenario.hand_focus
     age = np.clip(np.round(rng.normal(54, 15, n)), 18, 100)
     sex = _choice(rng, ("F", "M", "X"), (0.56, 0.42, 0.02), n)
     region_p = np.array(list(_REGION_P.values()))
@@ -373,10 +499,16 @@ def simulate(n_episodes: int | None = None, seed: int = 0,
     levels = gate.max_levels(gate.evaluate_frame(truth))
     truth["_massage_level_allowed"] = levels
 
-    plans = _historical_plans(truth, rng, sc)
-    mu = _raw_mean(truth, plans, paired=True)[:, 0]
+    if sc.foreign:
+        plans = foreign.historical_plans(truth, rng, foreign.world(sc.world_seed),
+                                         sc.exploration, sc.rule_breaking)
+    else:
+        plans = _historical_plans(truth, rng, sc)
+    mu = _mean(truth, plans, sc, paired=True)[:, 0]
     sd = _noise_sd(truth, sc)
     eps = sd * rng.standard_normal(n)
+    if sc.tail_share > 0:
+        eps = np.where(rng.random(n) < sc.tail_share, eps * _tail_scale(sc), eps)
     pain = truth["pain_score"].to_numpy(float)
     follow = np.clip(np.round(pain - mu - eps, 1), 0, 10)
     reduction = pain - follow
@@ -389,7 +521,7 @@ def simulate(n_episodes: int | None = None, seed: int = 0,
     unsafe = plans[:, M_LEVEL] > levels
     adverse = rng.random(n) < (0.01 + 0.05 * over + 0.12 * unsafe + 0.01 * np.maximum(load - 8, 0))
     lost = rng.random(n) < expit(np.log(sc.loss_rate / (1 - sc.loss_rate))
-                                 - 0.45 * (reduction - 2) - 1.5 * (adherence - 0.8)
+                                 - sc.loss_outcome * (reduction - 2) - 1.5 * (adherence - 0.8)
                                  - 0.01 * (truth["age"].to_numpy() - 54))
 
     episodes = truth.drop(columns=[c for c in truth if c.startswith("_")]).copy()
@@ -409,7 +541,7 @@ def simulate(n_episodes: int | None = None, seed: int = 0,
     episodes["adherence"] = adherence
     episodes["adverse_event"] = adverse
 
-    _blank_optional(episodes, rng, region)
+    _blank_optional(episodes, rng, region, sc.missing_rate)
     start = dt.date(2023, 6, 1)
     offsets = np.sort(rng.integers(0, 3 * 365, n))
     episodes.insert(0, "intake_date", [start + dt.timedelta(days=int(d)) for d in offsets])
@@ -417,19 +549,25 @@ def simulate(n_episodes: int | None = None, seed: int = 0,
     episodes.insert(0, "episode_id", ids)
     truth.insert(0, "episode_id", ids)
     episodes = episodes[[c.name for c in columns_for(Kind.TRAINING)]]  # contract order
+    if sc.extra_column:
+        episodes[EXTRA_COLUMN] = _choice(rng, ("self", "gp", "specialist"), (0.3, 0.5, 0.2), n)
     return SimulatedCohort(sc, seed, episodes.reset_index(drop=True), truth.reset_index(drop=True))
 
 
-def _blank_optional(ep: pd.DataFrame, rng: np.random.Generator, region: np.ndarray) -> None:
-    """Optional fields go missing as they do in clinic records."""
+def _blank_optional(ep: pd.DataFrame, rng: np.random.Generator, region: np.ndarray,
+                    floor: float = 0.0) -> None:
+    """Optional fields go missing as they do in clinic records (each at least ``floor``)."""
     n = len(ep)
-    grip_missing = rng.random(n) < np.where(region == "hand_wrist", 0.1, 0.6)
+    grip_missing = rng.random(n) < np.maximum(np.where(region == "hand_wrist", 0.1, 0.6), floor)
     ep.loc[grip_missing, ["grip_strength_kg", "followup_grip_strength_kg"]] = np.nan
     for col, rate in (("sleep_quality", 0.15), ("anxiety_score", 0.2),
                       ("depression_score", 0.2), ("bmi", 0.12)):
-        ep.loc[rng.random(n) < rate, col] = np.nan
-    ep["adherence"] = ep["adherence"].where(rng.random(n) > 0.05)
-    ep["adverse_event"] = ep["adverse_event"].astype(object).where(rng.random(n) > 0.03, None)
+        ep.loc[rng.random(n) < max(rate, floor), col] = np.nan
+    ep["adherence"] = ep["adherence"].where(rng.random(n) > max(0.05, floor))
+    ep["adverse_event"] = ep["adverse_event"].astype(object).where(rng.random(n) > max(0.03, floor), None)
+    if floor > 0:
+        for col in ("followup_sleep_quality", "followup_anxiety_score", "followup_depression_score"):
+            ep.loc[rng.random(n) < floor, col] = np.nan
 
 
 def _identities(n: int, rng: np.random.Generator, seed: int):

@@ -68,6 +68,13 @@ MIN_SECONDARY_VALUES = 100
 # Support counts are computed in blocks of plans to bound memory.
 SUPPORT_BLOCK = 512
 PAIN_SCALE_MAX = 10  # NRS 0–10: a reduction lies between pain − 10 and pain
+# Caution, chosen over every simulated clinic together by policy value (docs/benchmarks.md):
+# rank by mean − 2 sd (best on average); leave the guideline only for a gain above 1 sd of
+# its uncertainty — lower thresholds gain < 0.01 on large clinics but lose up to 0.65 points
+# against the guideline on a 120-episode clinic (tiny_clinic shows it).
+DEFAULT_CAUTION, DEFAULT_SWITCH_Z = 2.0, 1.0
+# The present rigid model first (kept when data is thin), then adaptive and hinged ones.
+DEFAULT_CANDIDATES = (("quadratic", 0), ("quadratic", 2), ("spline", 2), ("spline", 3))
 
 
 _THREADPOOLS = ThreadpoolController()
@@ -157,15 +164,23 @@ class TreatmentRecommender(BaseEstimator):
         Coverage of the reported prediction intervals.
     n_alternatives : int
         Ranked alternatives returned with each recommendation.
+    candidates : tuple of (str, int)
+        Candidate effect models (dose–response basis, adaptive-ridge rounds), the present
+        rigid model first; the data choose among them by cross-fitted policy value
+        (see ``estimator_.selection_``).
     random_state : int
     """
 
-    def __init__(self, caution: float = 2.0, switch_z: float = 1.0, coverage: float = 0.9,
-                 n_alternatives: int = 4, random_state: int = 0) -> None:
+    def __init__(self, caution: float = DEFAULT_CAUTION, switch_z: float = DEFAULT_SWITCH_Z,
+                 coverage: float = 0.9,
+                 n_alternatives: int = 4,
+                 candidates: tuple[tuple[str, int], ...] = DEFAULT_CANDIDATES,
+                 random_state: int = 0) -> None:
         self.caution = caution
         self.switch_z = switch_z
         self.coverage = coverage
         self.n_alternatives = n_alternatives
+        self.candidates = candidates
         self.random_state = random_state
 
     # ------------------------------------------------------------------ fit
@@ -196,13 +211,18 @@ class TreatmentRecommender(BaseEstimator):
         step(0.2, "outcome model")
         y = (episodes["pain_score"] - episodes["followup_pain_score"]).to_numpy(float)
         mods = tuple(self.featurizer_.index(n) for n in PAIR_MODIFIERS)
+        self._fit_support(plans)
+        supported = PLAN_SPACE.matrix[self.grid_support_ >= self.min_support_]
         self.estimator_ = PlanEffectRegressor(
-            pair_modifiers=mods, coverage=self.coverage, random_state=self.random_state
+            pair_modifiers=mods, coverage=self.coverage,
+            candidates=tuple((str(k), int(r)) for k, r in self.candidates),
+            selection_caution=self.caution, random_state=self.random_state,
         ).fit(np.hstack([Xp, plans])[observed], y[observed], sample_weight=weights[observed],
-              groups=episodes["patient_id"].to_numpy()[observed])
+              groups=episodes["patient_id"].to_numpy()[observed],
+              policy_plans=supported if len(supported) else None)
 
         step(0.75, "evidence and secondary outcomes")
-        self._fit_evidence(Xp, plans)
+        self._fit_overlap(Xp, plans)
         self.adherence_model_ = self._fit_secondary(episodes, Xp, plans, "adherence", summary)
         self.adverse_model_ = self._fit_secondary(episodes, Xp, plans, "adverse_event", summary)
         self.summary_ = summary
@@ -238,13 +258,17 @@ class TreatmentRecommender(BaseEstimator):
                      if "adherence" in episodes else np.full(len(episodes), np.nan))
         return np.column_stack([Xp, plans, adherence])
 
-    def _fit_evidence(self, Xp: np.ndarray, plans: np.ndarray) -> None:
+    def _fit_support(self, plans: np.ndarray) -> None:
+        """How many past episodes had a plan similar to each grid plan."""
         uniq, counts = np.unique(plans, axis=0, return_counts=True)
         self.history_plans_, self.history_counts_ = uniq, counts
         n = len(plans)
         self.min_support_ = int(max(MIN_SUPPORT_EPISODES, MIN_SUPPORT_SHARE * n))
         self.strong_support_ = int(max(STRONG_SUPPORT_EPISODES, STRONG_SUPPORT_SHARE * n))
         self.grid_support_ = self.support(PLAN_SPACE.matrix)
+
+    def _fit_overlap(self, Xp: np.ndarray, plans: np.ndarray) -> None:
+        """How far plans given in the past were from what similar patients usually got."""
         u_obs = self._plan_units(plans)
         e_u = self._expected_units(Xp)
         resid = u_obs - e_u

@@ -1,6 +1,6 @@
 """``PlanEffectRegressor``: outcome of a patient under a plan, learned from confounded history.
 
-An R-learner (Nie & Wager 2021) with a second-order dose–response basis:
+An R-learner (Nie & Wager 2021) with a dose–response basis chosen by the data:
 
     y = m(x) + (φ(p) − e(x))ᵀ B ψ(x) + ε
 
@@ -8,8 +8,14 @@ An R-learner (Nie & Wager 2021) with a second-order dose–response basis:
 * ``e(x) = E[φ(p) | x]`` — what therapists usually gave such a patient (a
   generalised propensity mean), cross-fitted, so the effect estimate is
   orthogonal to how plans were chosen (confounding on observed intake);
-* ``φ(p)`` — plan components, their squares, on/off indicators and pairwise
-  products (diminishing returns, optima and overload without a fixed shape);
+* ``φ(p)`` — a dose–response basis of the plan (:mod:`recommender.model.plan_basis`):
+  components, squares, on/off and pairwise products, optionally with hinges at
+  inner dose levels;
+* candidates — bases × rounds of *adaptive ridge* (penalties reweighted by how much
+  each patient feature and plan term mattered in a first fit) — compete on the
+  cross-fitted doubly-robust value of the plans they would recommend
+  (:mod:`recommender.model.selection`); the first (the present rigid model) is kept
+  unless another is clearly better;
 * ``ψ(x)`` — standardised patient features, so every effect varies by patient.
 
 ``B`` is a ridge solution with the penalty chosen by cross-validation; its
@@ -33,7 +39,16 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from recommender.model.plan_basis import PlanBasis
+from recommender.model.selection import select_basis
+
 _QUANTILE_GRID = np.linspace(0.0, 1.0, 201)
+# Rows per block when the effect design is built on the fly (bounds memory at 200k rows).
+DESIGN_BLOCK = 8192
+# Penalise interactions, barely the average plan effects (ψ = 1 columns).
+MAIN_EFFECT_PENALTY = 0.01
+# Range of the adaptive (reweighted) ridge's penalty multipliers.
+ADAPTIVE_CLIP = (0.05, 20.0)
 
 
 def _weighted_quantiles(values: np.ndarray, weights: np.ndarray, qs: np.ndarray) -> np.ndarray:
@@ -61,6 +76,16 @@ class PlanEffectRegressor(RegressorMixin, BaseEstimator):
         Default coverage of :meth:`predict_interval`.
     nuisance_max_iter : int
         Boosting iterations of the baseline-outcome model.
+    candidates : tuple of (str, int)
+        Candidate effect models as (plan basis, rounds of adaptive ridge): ``"quadratic"``
+        or ``"spline"`` (:mod:`recommender.model.plan_basis`); each adaptive round refits
+        the ridge with penalties divided by how strongly a first fit says each patient
+        feature modifies effects and each plan term matters, so real effect modifiers
+        escape the shrinkage that noise needs.  The first is the fallback; with more than
+        one, the data choose by cross-fitted policy value.
+    selection_caution : float
+        The policy scored during selection ranks plans by ``mean − selection_caution ×
+        epistemic sd`` (as the recommender does).
     random_state : int or None
     """
 
@@ -72,6 +97,8 @@ class PlanEffectRegressor(RegressorMixin, BaseEstimator):
         n_folds: int = 3,
         coverage: float = 0.9,
         nuisance_max_iter: int = 150,
+        candidates: tuple[tuple[str, int], ...] = (("quadratic", 0),),
+        selection_caution: float = 1.0,
         random_state: int | None = None,
     ) -> None:
         self.n_plan_columns = n_plan_columns
@@ -80,6 +107,8 @@ class PlanEffectRegressor(RegressorMixin, BaseEstimator):
         self.n_folds = n_folds
         self.coverage = coverage
         self.nuisance_max_iter = nuisance_max_iter
+        self.candidates = candidates
+        self.selection_caution = selection_caution
         self.random_state = random_state
 
     # ------------------------------------------------------------------ bases
@@ -109,43 +138,43 @@ class PlanEffectRegressor(RegressorMixin, BaseEstimator):
         return self._expected_phi(self.patient_basis(np.asarray(X_patients, dtype=float)))
 
     def plan_basis(self, P: np.ndarray) -> np.ndarray:
-        """φ(p): plan components scaled to [-1, 1], their squares, on/off indicators and
-        pairwise products — the second-order dose–response basis (n, d_phi)."""
-        u = (P - self.plan_center_) / self.plan_half_range_
-        on = (P > self.plan_low_).astype(float)
-        a, b = np.triu_indices(P.shape[1], 1)
-        return np.column_stack([u, u**2, on, u[:, a] * u[:, b]])
+        """φ(p): the chosen dose–response basis of each plan (n, d_phi)."""
+        return self.phi_(np.asarray(P, dtype=float))
 
-    def effect_design(self, D: np.ndarray, psi: np.ndarray) -> np.ndarray:
+    def effect_design(self, D: np.ndarray, psi: np.ndarray, basis: PlanBasis | None = None) -> np.ndarray:
         """The effect regressors Z for plan-basis rows ``D`` (usually φ(p) − e(x)) and ψ:
         main plan terms × all of ψ, pair terms × (1, modifiers).  ``Z @ coef_`` is the
         plan's effect; evaluation reuses Z for its debiasing (Riesz) correction."""
-        n_main = 3 * self.n_plan_columns_
+        n_main = (basis or self.phi_).n_main
         main = np.einsum("ni,nj->nij", D[:, :n_main], psi).reshape(len(D), -1)
         small = psi[:, self.pair_psi_idx_]
         pair = np.einsum("ni,nj->nij", D[:, n_main:], small).reshape(len(D), -1)
         return np.hstack([main, pair])
 
-    def _is_main_effect(self) -> np.ndarray:
+    def _is_main_effect(self, basis: PlanBasis) -> np.ndarray:
         """Which compact regressors are plan terms × the intercept of ψ."""
         d_psi = len(self.x_mean_) + 1
-        n_main = 3 * self.n_plan_columns_
-        n_pair = self.n_plan_columns_ * (self.n_plan_columns_ - 1) // 2
-        main = np.zeros((n_main, d_psi), dtype=bool)
+        n_pair = basis.n_features - basis.n_main
+        main = np.zeros((basis.n_main, d_psi), dtype=bool)
         main[:, 0] = True
         pair = np.zeros((n_pair, len(self.pair_psi_idx_)), dtype=bool)
         pair[:, 0] = True
         return np.concatenate([main.ravel(), pair.ravel()])
 
-    def _full_positions(self, d_phi: int, d_psi: int) -> np.ndarray:
-        n_main = 3 * self.n_plan_columns_
-        grid = np.arange(d_phi * d_psi).reshape(d_phi, d_psi)
-        return np.concatenate([grid[:n_main].ravel(), grid[n_main:][:, self.pair_psi_idx_].ravel()])
+    def _full_positions(self, basis: PlanBasis, d_psi: int) -> np.ndarray:
+        """Where the compact coefficients sit on the full φ × ψ grid."""
+        grid = np.arange(basis.n_features * d_psi).reshape(basis.n_features, d_psi)
+        return np.concatenate([grid[:basis.n_main].ravel(),
+                               grid[basis.n_main:][:, self.pair_psi_idx_].ravel()])
 
     # ------------------------------------------------------------------ fit
 
-    def fit(self, X, y, sample_weight=None, groups=None) -> "PlanEffectRegressor":
-        """Cross-fit nuisances, solve the ridge R-learner, calibrate intervals."""
+    def fit(self, X, y, sample_weight=None, groups=None, policy_plans=None) -> "PlanEffectRegressor":
+        """Cross-fit nuisances, solve the ridge R-learner for each candidate basis, keep the
+        one with the best cross-fitted policy value, calibrate intervals.
+
+        ``policy_plans``: the plans a recommendation may choose from (for scoring the
+        candidates' policies); default the distinct plans of the training data."""
         X, y = validate_data(self, X, y, y_numeric=True)
         k = self.n_plan_columns
         if X.shape[1] <= k:
@@ -155,6 +184,8 @@ class PlanEffectRegressor(RegressorMixin, BaseEstimator):
             )
         if X.shape[0] < 2 * max(self.n_folds, 2):
             raise ValueError(f"n_samples={X.shape[0]} is too few to cross-fit {self.n_folds} folds")
+        if not self.candidates:
+            raise ValueError("candidates must name at least one (basis, rounds) pair")
         w = _check_sample_weight(sample_weight, X)
         y = y.astype(float)
         self.n_plan_columns_ = k
@@ -162,76 +193,146 @@ class PlanEffectRegressor(RegressorMixin, BaseEstimator):
         self.x_mean_ = Xp.mean(axis=0)
         scale = Xp.std(axis=0)
         self.x_scale_ = np.where(scale > 1e-12, scale, 1.0)
-        self.plan_low_ = P.min(axis=0)
-        high = P.max(axis=0)
-        self.plan_center_ = (self.plan_low_ + high) / 2
-        half = (high - self.plan_low_) / 2
-        self.plan_half_range_ = np.where(half > 1e-12, half, 1.0)
         self.numeric_columns_ = np.array([len(np.unique(Xp[:200_000, j])) > 2
                                           for j in range(Xp.shape[1])], dtype=bool)
         mods = np.asarray(self.pair_modifiers, dtype=int)
         self.pair_psi_idx_ = np.concatenate([[0], mods + 1]).astype(int)
 
-        psi, phi = self.patient_basis(Xp), self.plan_basis(P)
+        psi = self.patient_basis(Xp)
         splitter = GroupKFold(self.n_folds) if groups is not None else KFold(
             self.n_folds, shuffle=True, random_state=self.random_state)
         folds = [test for _, test in splitter.split(X, y, groups)]
 
-        m_oof, e_oof = self._cross_fit_nuisances(folds, Xp, psi, phi, y, w)
-        Z = self.effect_design(phi - e_oof, psi)
-        resid = self._fit_effects(folds, Z, y - m_oof, w)
-        self.baseline_model_, self.policy_coef_ = self._fit_nuisance(Xp, psi, phi, y, w)
-        self._calibrate(folds, Xp, Z, resid, w)
+        m_oof = self._cross_fit_baseline(folds, Xp, y, w)
+        fits = []
+        for kind in dict.fromkeys(kind for kind, _ in self.candidates):
+            rounds = [int(r) for k, r in self.candidates if k == kind]
+            fits += self._fit_candidates(PlanBasis.fit(P, kind), rounds, folds, psi, P, y - m_oof, w)
+        order = {(k, int(r)): i for i, (k, r) in enumerate(self.candidates)}
+        fits.sort(key=lambda f: order[f["name"]])
+        plans = np.unique(P, axis=0) if policy_plans is None else np.asarray(policy_plans, float)
+        chosen, self.selection_ = select_basis(self, fits, folds, psi, P, y - m_oof, w, plans,
+                                               self.selection_caution, self.random_state)
+        fit = fits[chosen]
+        self.basis_ = fit["basis"].kind
+        self.adaptive_rounds_ = fit["name"][1]
+        self.phi_ = fit["basis"]
+        self.plan_low_, self.plan_center_ = self.phi_.low, self.phi_.center
+        self.plan_half_range_ = self.phi_.half_range
+        for name in ("policy_coef_", "alpha_", "coef_", "coef_cov_", "gram_", "ridge_"):
+            setattr(self, name, fit[name])
+        self.baseline_model_ = self._fit_baseline(Xp, y, w)
+        resid = fit["resid"]
+        self._calibrate(folds, Xp, psi, fit["e_oof"], P, resid, w)
         self.oof_residual_ = resid
         self._grid_cache = None
         return self
 
-    def _cross_fit_nuisances(self, folds, Xp, psi, phi, y, w):
-        """Out-of-fold m(x) and e(x), so each row's residuals come from models that never saw it."""
+    def _cross_fit_baseline(self, folds, Xp, y, w) -> np.ndarray:
+        """Out-of-fold m(x), so each row's residual comes from a model that never saw it."""
         n = len(y)
-        m_oof, e_oof = np.empty(n), np.empty_like(phi)
+        m_oof = np.empty(n)
         for test in folds:
             train = np.setdiff1d(np.arange(n), test)
-            m_model, e_coef = self._fit_nuisance(Xp[train], psi[train], phi[train], y[train], w[train])
-            m_oof[test] = m_model.predict(Xp[test])
-            e_oof[test] = self._policy_basis(psi[test]) @ e_coef
-        return m_oof, e_oof
+            m_oof[test] = self._fit_baseline(Xp[train], y[train], w[train]).predict(Xp[test])
+        return m_oof
 
-    def _fit_effects(self, folds, Z, r, w) -> np.ndarray:
-        """Ridge of the residual outcome on the residual plan design; penalty by K-fold CV.
+    def _fit_policy(self, psi, phi, w) -> np.ndarray:
+        """e(x): weighted ridge of the plan basis on a polynomial patient basis."""
+        basis = self._policy_basis(psi)
+        A = (basis.T * w) @ basis + 1e-3 * w.sum() * np.eye(basis.shape[1])
+        A[0, 0] -= 1e-3 * w.sum()  # intercept unpenalised
+        return np.linalg.solve(A, (basis.T * w) @ phi)
 
-        Sets ``coef_``, ``alpha_``, the Gram matrices and ``coef_cov_``; returns the
-        out-of-fold residuals of the full model.
-        """
-        grams = [(Z[t].T * w[t]) @ Z[t] for t in folds]
-        rhs = [(Z[t].T * w[t]) @ r[t] for t in folds]
+    def design_blocks(self, D: np.ndarray, psi: np.ndarray, rows: np.ndarray, basis: PlanBasis):
+        """Yield (row indices, Z) in blocks, so the full design never sits in memory."""
+        for start in range(0, len(rows), DESIGN_BLOCK):
+            r = rows[start:start + DESIGN_BLOCK]
+            yield r, self.effect_design(D[r], psi[r], basis)
+
+    def _fit_candidates(self, basis: PlanBasis, rounds: list[int], folds, psi, P, r, w) -> list[dict]:
+        """The R-learner with one plan basis, at each requested number of adaptive-ridge
+        rounds: out-of-fold e(x), fold Gram matrices (built once), the ridge penalty by
+        K-fold CV (in closed form from the Grams), coefficients per fold (for selection)
+        and for all rows, posterior covariance and out-of-fold residuals."""
+        n = len(r)
+        phi = basis(P)
+        e_oof = np.empty_like(phi)
+        for t in folds:
+            train = np.setdiff1d(np.arange(n), t)
+            e_oof[t] = self._policy_basis(psi[t]) @ self._fit_policy(psi[train], phi[train], w[train])
+        D = phi - e_oof
+        grams, rhs, rr = [], [], []
+        for t in folds:
+            G = b = None
+            for rows, Z in self.design_blocks(D, psi, t, basis):
+                Gz, bz = (Z.T * w[rows]) @ Z, (Z.T * w[rows]) @ r[rows]
+                G, b = (Gz, bz) if G is None else (G + Gz, b + bz)
+            grams.append(G)
+            rhs.append(b)
+            rr.append(float(np.sum(w[t] * r[t] ** 2)))
         G, b = sum(grams), sum(rhs)
-        # Penalise interactions, barely the average plan effects (ψ = 1 columns).
-        scale_diag = np.maximum(np.diag(G) / w.sum(), 1e-8) * np.where(self._is_main_effect(), 0.01, 1.0)
+        variance = np.maximum(np.diag(G) / w.sum(), 1e-8)
+        scale_diag = variance * np.where(self._is_main_effect(basis), MAIN_EFFECT_PENALTY, 1.0)
+        policy_coef = self._fit_policy(psi, phi, w)
 
-        def held_out(alpha: float):
-            for t, Gk, bk in zip(folds, grams, rhs):
-                coef = self._solve(G - Gk, b - bk, alpha * (w.sum() - w[t].sum()) * scale_diag)
-                yield t, r[t] - Z[t] @ coef
+        def fold_coefs(alpha: float, scale: np.ndarray) -> list[np.ndarray]:
+            return [self._solve(G - Gk, b - bk, alpha * (w.sum() - w[t].sum()) * scale)
+                    for t, Gk, bk in zip(folds, grams, rhs)]
 
-        errors = {a: sum(float(np.sum(w[t] * e**2)) for t, e in held_out(a)) for a in self.alphas}
-        self.alpha_ = min(errors, key=errors.get)
-        ridge = self.alpha_ * w.sum() * scale_diag
-        factor = cho_factor(G + np.diag(ridge))
-        self.coef_ = cho_solve(factor, b)
-        # Gram and penalty per unit weight: reused to debias policy-value estimates.
-        self.gram_, self.ridge_ = G / w.sum(), ridge / w.sum()
-        gram_inv = cho_solve(factor, np.eye(len(b)))
-        resid = np.empty(len(r))
-        for t, e in held_out(self.alpha_):
-            resid[t] = e
-        s2 = float(np.sum(w * resid**2) / w.sum())
-        # Posterior covariance under the ridge's Gaussian prior: with little data it
-        # stays wide (the prior's uncertainty), where a sandwich would look falsely sure.
-        self.coef_cov_ = s2 * gram_inv
-        return resid
+        def cv_error(alpha: float, scale: np.ndarray) -> float:  # Σ w (r − Z c)² held out
+            return sum(s - 2 * c @ bk + c @ Gk @ c
+                       for c, s, Gk, bk in zip(fold_coefs(alpha, scale), rr, grams, rhs))
 
-    def _calibrate(self, folds, Xp, Z, resid, w) -> None:
+        out = []
+        for step in range(max(rounds) + 1):
+            if step:
+                # Adaptive penalty: effect modifiers and plan terms that matter are shrunk less.
+                first = self._solve(G, b, alpha * w.sum() * scale_diag)
+                scale_diag = scale_diag * self._adaptive_multiplier(basis, first, variance)
+            errors = {a: cv_error(a, scale_diag) for a in self.alphas}
+            alpha = min(errors, key=errors.get)
+            if step not in rounds:
+                continue
+            coefs = fold_coefs(alpha, scale_diag)
+            ridge = alpha * w.sum() * scale_diag
+            factor = cho_factor(G + np.diag(ridge))
+            resid = np.empty(n)
+            for t, c in zip(folds, coefs):
+                for rows, Z in self.design_blocks(D, psi, t, basis):
+                    resid[rows] = r[rows] - Z @ c
+            s2 = float(np.sum(w * resid**2) / w.sum())
+            out.append({
+                "name": (basis.kind, step), "basis": basis, "alpha_": alpha,
+                "coef_": cho_solve(factor, b), "fold_coefs": coefs, "e_oof": e_oof,
+                "resid": resid, "policy_coef_": policy_coef,
+                # Gram and penalty per unit weight: reused to debias policy-value estimates.
+                "gram_": G / w.sum(), "ridge_": ridge / w.sum(),
+                "fold_grams": [(G - Gk) / (w.sum() - w[t].sum()) for t, Gk in zip(folds, grams)],
+                # Posterior covariance under the ridge's Gaussian prior: with little data it
+                # stays wide (the prior's uncertainty), where a sandwich would look falsely sure.
+                "coef_cov_": s2 * cho_solve(factor, np.eye(len(b))),
+            })
+        return out
+
+    def _adaptive_multiplier(self, basis: PlanBasis, coef: np.ndarray, variance: np.ndarray) -> np.ndarray:
+        """Per-coefficient penalty multipliers from a first fit: 1 / (strength of its patient
+        feature × strength of its plan term), normalised to a median of 1."""
+        z = np.abs(coef) * np.sqrt(variance)  # each regressor's contribution, in outcome units
+        d_psi = len(self.x_mean_) + 1
+        main = z[: basis.n_main * d_psi].reshape(basis.n_main, d_psi)
+        pair = z[basis.n_main * d_psi:].reshape(-1, len(self.pair_psi_idx_))
+        col = np.sqrt(np.mean(main**2, axis=0)) + 1e-12  # per patient feature
+        row = np.sqrt(np.concatenate([np.mean(main[:, 1:] ** 2, axis=1),
+                                      np.mean(pair[:, 1:] ** 2, axis=1) if pair.shape[1] > 1
+                                      else np.mean(pair**2, axis=1)])) + 1e-12  # per plan term
+        col, row = np.median(col) / col, np.median(row) / row
+        mult = np.concatenate([(row[: basis.n_main, None] * col[None, :]).ravel(),
+                               (row[basis.n_main:, None] * col[None, self.pair_psi_idx_]).ravel()])
+        mult = np.where(self._is_main_effect(basis), 1.0, mult)  # average effects stay as they are
+        return np.clip(mult, ADAPTIVE_CLIP[0], ADAPTIVE_CLIP[1])
+
+    def _calibrate(self, folds, Xp, psi, e_oof, P, resid, w) -> None:
         """Noise scale (cross-fitted, so calibration never sees in-sample scales) and the
         conformal quantiles of normalised out-of-fold residuals."""
         n = len(resid)
@@ -242,20 +343,18 @@ class PlanEffectRegressor(RegressorMixin, BaseEstimator):
         self.noise_model_ = self._fit_noise(Xp, resid, w)
         self.noise_floor_ = max(float(np.sqrt(np.sum(w * resid**2) / w.sum())) * 0.25, 1e-6)
         noise_sd = np.maximum(noise_oof * np.sqrt(np.pi / 2), self.noise_floor_)
-        sd = self._total_sd(noise_sd, ((Z @ self.coef_cov_) * Z).sum(axis=1))
+        model_var = np.empty(n)
+        D = self.plan_basis(P) - e_oof
+        for rows, Z in self.design_blocks(D, psi, np.arange(n), self.phi_):
+            model_var[rows] = ((Z @ self.coef_cov_) * Z).sum(axis=1)
+        sd = self._total_sd(noise_sd, model_var)
         self.residual_quantiles_ = _weighted_quantiles(resid / sd, w, _QUANTILE_GRID)
 
-    def _fit_nuisance(self, Xp, psi, phi, y, w):
-        baseline = HistGradientBoostingRegressor(
+    def _fit_baseline(self, Xp, y, w) -> HistGradientBoostingRegressor:
+        return HistGradientBoostingRegressor(
             max_iter=self.nuisance_max_iter, learning_rate=0.08, min_samples_leaf=40,
             l2_regularization=1.0, early_stopping=False, random_state=self.random_state,
         ).fit(Xp, y, sample_weight=w)
-        # e(x): weighted ridge of the plan basis on a polynomial patient basis
-        basis = self._policy_basis(psi)
-        A = (basis.T * w) @ basis + 1e-3 * w.sum() * np.eye(basis.shape[1])
-        A[0, 0] -= 1e-3 * w.sum()  # intercept unpenalised
-        policy = np.linalg.solve(A, (basis.T * w) @ phi)
-        return baseline, policy
 
     def _fit_noise(self, Xp, resid, w) -> HistGradientBoostingRegressor:
         return HistGradientBoostingRegressor(
@@ -320,20 +419,40 @@ class PlanEffectRegressor(RegressorMixin, BaseEstimator):
         Xp = np.asarray(X_patients, dtype=float)
         psi = self.patient_basis(Xp)
         e = self._expected_phi(psi)
-        d_phi, d_psi = self.policy_coef_.shape[1], psi.shape[1]
-        cache = self._grid(plans, d_phi, d_psi)
-        B = cache["coef_full"].reshape(d_phi, d_psi)
-        v = psi @ B.T  # (n, d_phi): B ψ_i
-        base = self.baseline_model_.predict(Xp) - np.einsum("na,na->n", e, v)
-        mean = base[:, None] + v @ cache["phi"].T
-        pp = np.einsum("nj,nk->njk", psi, psi).reshape(len(psi), -1)
-        M = pp @ cache["cov_t"].T  # (n, d_phi²)
-        Mr = M.reshape(len(psi), d_phi, d_phi)
-        Me = np.einsum("nab,nb->na", Mr, e)
-        model_var = M @ cache["phi_outer"].T - 2 * Me @ cache["phi"].T + np.einsum("na,na->n", Me, e)[:, None]
-        model_var = np.maximum(model_var, 0)
+        contrast, model_var = self._moments(self._grid(plans), psi, e)
+        mean = self.baseline_model_.predict(Xp)[:, None] + contrast
         sd = self._total_sd(self._noise_sd(Xp)[:, None], model_var)
         return mean, sd, np.sqrt(model_var)
+
+    def grid_moments(self, basis: PlanBasis, coef: np.ndarray, cov: np.ndarray, psi: np.ndarray,
+                     e: np.ndarray, plans: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Effect of every plan relative to e(x) (n, k) and its epistemic sd, for any
+        basis and coefficients (candidate models during selection)."""
+        contrast, model_var = self._moments(self._grid_tables(basis, coef, cov, plans), psi, e)
+        return contrast, np.sqrt(model_var)
+
+    @staticmethod
+    def _moments(tables: dict, psi: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Contrast and epistemic variance of every plan for every patient.
+
+        Σᵢ = Σⱼₖ ψᵢⱼ ψᵢₖ C[(·, j), (·, k)] is the covariance of patient i's effect vector
+        in φ-space; var = (φ − eᵢ)ᵀ Σᵢ (φ − eᵢ).  Both Σᵢ and ψψᵀ are symmetric, so only
+        upper triangles are multiplied (off-diagonal terms counted twice): half the work."""
+        d_phi, d_psi = e.shape[1], psi.shape[1]
+        B = tables["coef_full"].reshape(d_phi, d_psi)
+        v = psi @ B.T  # (n, d_phi): B ψ_i
+        contrast = v @ tables["phi"].T - np.einsum("na,na->n", e, v)[:, None]
+        j, k = tables["psi_upper"]
+        pp = psi[:, j] * psi[:, k] * tables["psi_weight"]
+        M = pp @ tables["cov_upper"].T  # (n, upper triangle of Σᵢ)
+        a, b = tables["phi_upper"]
+        Mr = np.empty((len(psi), d_phi, d_phi))
+        Mr[:, a, b] = M
+        Mr[:, b, a] = M
+        Me = np.einsum("nab,nb->na", Mr, e)
+        model_var = (M @ tables["phi_outer"].T - 2 * Me @ tables["phi"].T
+                     + np.einsum("na,na->n", Me, e)[:, None])
+        return contrast, np.maximum(model_var, 0)
 
     def difference(self, X_patients, plans_a: np.ndarray, plans_b: np.ndarray):
         """Expected outcome of plan a minus plan b, and its epistemic sd (paired rows).
@@ -346,30 +465,49 @@ class PlanEffectRegressor(RegressorMixin, BaseEstimator):
         Z = self.effect_design(d, psi)
         return Z @ self.coef_, np.sqrt(np.maximum(((Z @ self.coef_cov_) * Z).sum(axis=1), 0))
 
-    def _grid(self, plans: np.ndarray, d_phi: int, d_psi: int) -> dict:
+    def _grid(self, plans: np.ndarray) -> dict:
         key = (plans.shape, hash(np.ascontiguousarray(plans, dtype=float).tobytes()))
         if getattr(self, "_grid_cache", None) and self._grid_cache["key"] == key:
             return self._grid_cache
-        pos = self._full_positions(d_phi, d_psi)
-        coef_full = np.zeros(d_phi * d_psi)
-        coef_full[pos] = self.coef_
-        cov_full = np.zeros((d_phi * d_psi, d_phi * d_psi))
-        cov_full[np.ix_(pos, pos)] = self.coef_cov_
-        cov_t = cov_full.reshape(d_phi, d_psi, d_phi, d_psi).transpose(0, 2, 1, 3)
-        phi = self.plan_basis(np.asarray(plans, dtype=float))
-        self._grid_cache = {
-            "key": key,
-            "coef_full": coef_full,
-            "cov_t": cov_t.reshape(d_phi * d_phi, d_psi * d_psi),
-            "phi": phi,
-            "phi_outer": np.einsum("ka,kb->kab", phi, phi).reshape(len(phi), -1),
-        }
+        self._grid_cache = {"key": key, **self._grid_tables(self.phi_, self.coef_, self.coef_cov_, plans)}
         return self._grid_cache
+
+    def _grid_tables(self, basis: PlanBasis, coef: np.ndarray, cov: np.ndarray, plans: np.ndarray) -> dict:
+        """Coefficients and covariance laid out on the full φ × ψ grid, and the plans' φ."""
+        d_phi, d_psi = basis.n_features, len(self.x_mean_) + 1
+        pos = self._full_positions(basis, d_psi)
+        coef_full = np.zeros(d_phi * d_psi)
+        coef_full[pos] = coef
+        cov_full = np.zeros((d_phi * d_psi, d_phi * d_psi))
+        cov_full[np.ix_(pos, pos)] = cov
+        cov_t = cov_full.reshape(d_phi, d_psi, d_phi, d_psi).transpose(0, 2, 1, 3)
+        a, b = np.triu_indices(d_phi)
+        j, k = np.triu_indices(d_psi)
+        phi = basis(np.asarray(plans, dtype=float))
+        pairs = cov_t[a, b]  # (upper of φ-pairs, d_psi, d_psi)
+        return {
+            "coef_full": coef_full,
+            # symmetrised over (j, k), as ψⱼψₖ is: (upper of φ-pairs, upper of ψ-pairs)
+            "cov_upper": 0.5 * (pairs[:, j, k] + pairs[:, k, j]),
+            "phi_upper": (a, b),
+            "psi_upper": (j, k),
+            "psi_weight": np.where(j == k, 1.0, 2.0),
+            "phi": phi,
+            "phi_outer": phi[:, a] * phi[:, b] * np.where(a == b, 1.0, 2.0),
+        }
 
     def __getstate__(self):
         state = self.__dict__.copy()
         state["_grid_cache"] = None  # derived; rebuilt on first use
         return state
+
+    def __setstate__(self, state):
+        if "coef_" in state and "phi_" not in state:  # saved before plan bases were pluggable
+            state["phi_"] = PlanBasis("quadratic", state["plan_low_"], state["plan_center_"],
+                                      state["plan_half_range_"],
+                                      tuple(np.empty(0) for _ in state["plan_low_"]))
+            state["basis_"], state["adaptive_rounds_"] = "quadratic", 0
+        self.__dict__.update(state)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -1,0 +1,103 @@
+"""Let the data choose the model's flexibility, by the policy value it would deliver.
+
+Prediction error is the wrong yardstick for a recommender: a model can predict outcomes
+well yet rank plans badly.  So each candidate plan basis is fitted on K − 1 folds, its
+policy (the plan it would rank first, by ``mean − caution × epistemic sd``) is formed for
+the held-out fold's patients, and the value of that policy is estimated there by a
+doubly-robust score:
+
+    ψᵢ(π) = m(xᵢ) + μ̂(xᵢ, π(xᵢ)) − m(xᵢ) + αᵢ (yᵢ − μ̂(xᵢ, pᵢ))
+
+with the *most flexible* candidate as the common referee μ̂ (fitted without the fold) and
+the Riesz representer ``αᵢ = 1 + Z(xᵢ, pᵢ)ᵀ γ`` of the policy value in the referee's basis
+(automatic debiasing, as in :mod:`recommender.model.evaluation`).  Candidates are compared
+by the paired difference of their scores, so shared noise cancels.  The first (most rigid)
+candidate is kept unless another beats it by more than ``SELECTION_Z`` standard errors —
+with thin data the present model stays.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Below this many followed-up rows the rigid basis is kept without a contest (too little to tell).
+MIN_ROWS_FOR_SELECTION = 3000
+# A more flexible candidate must beat the rigid one by this many standard errors.
+SELECTION_Z = 1.0
+# Held-out rows scored per fold (a random subset: bounds the cost of ranking all plans).
+SELECTION_ROWS_PER_FOLD = 800
+# The representer's ridge, as a multiple of the referee's own ridge penalty.
+RIESZ_PENALTY = 3.0
+
+
+def select_basis(est, fits: list[dict], folds, psi, P, r, w, plans: np.ndarray,
+                 caution: float, random_state) -> tuple[int, dict]:
+    """Index of the chosen candidate in ``fits`` and a JSON-ready record of the contest."""
+    kinds = [f"{f['name'][0]}+{f['name'][1]}" for f in fits]
+    record: dict = {"candidates": kinds, "chosen": kinds[0]}
+    if len(fits) == 1:
+        record["reason"] = "one candidate"
+        return 0, record
+    if len(r) < MIN_ROWS_FOR_SELECTION:
+        record["reason"] = f"fewer than {MIN_ROWS_FOR_SELECTION} rows: the rigid basis is kept"
+        return 0, record
+    rng = np.random.default_rng(random_state)
+    scores = [[] for _ in fits]  # per candidate: DR score of its gain over history, per row
+    weights = []
+    referee = max(fits, key=lambda f: (f["basis"].n_features, f["name"][1]))  # most flexible
+    n = len(r)
+    for k, test in enumerate(folds):
+        rows = test if len(test) <= SELECTION_ROWS_PER_FOLD else np.sort(
+            rng.choice(test, SELECTION_ROWS_PER_FOLD, replace=False))
+        inflate = n / max(n - len(test), 1)  # fold models saw fewer rows
+        chosen = [_policy(est, f, f["fold_coefs"][k], f["coef_cov_"] * inflate, psi[rows],
+                          f["e_oof"][rows], plans, caution) for f in fits]
+        for c, idx in enumerate(chosen):
+            scores[c].append(_dr_gain(est, referee, k, psi[rows], referee["e_oof"][rows], P[rows],
+                                      plans[idx], r[rows], w[rows]))
+        weights.append(w[rows])
+    wts = np.concatenate(weights)
+    gains = [np.concatenate(s) for s in scores]
+    record["policy_gain"] = {kind: _wmean(g, wts) for kind, g in zip(kinds, gains)}
+    best, best_margin = 0, 0.0
+    record["margin"] = {}
+    for c in range(1, len(fits)):
+        diff = gains[c] - gains[0]
+        mean, se = _wmean(diff, wts), _wse(diff, wts)
+        record["margin"][kinds[c]] = {"gain": mean, "se": se}
+        if mean > SELECTION_Z * se and mean > best_margin:
+            best, best_margin = c, mean
+    record["chosen"] = kinds[best]
+    record["reason"] = ("cross-fitted doubly-robust policy value" if best else
+                        "no candidate clearly beat the rigid basis")
+    return best, record
+
+
+def _policy(est, fit: dict, coef, cov, psi, e, plans, caution) -> np.ndarray:
+    """Index into ``plans`` of each patient's best plan by mean − caution × epistemic sd."""
+    mean, sd = est.grid_moments(fit["basis"], coef, cov, psi, e, plans)
+    return np.argmax(mean - caution * sd, axis=1)
+
+
+def _dr_gain(est, referee: dict, k: int, psi, e, P_obs, P_pol, r, w) -> np.ndarray:
+    """Per-row DR score of E[y(π)] − E[y], with the referee's fold-k model and representer.
+
+    ``r`` is y − m(x) and ``e`` the referee's e(x), both out of fold, so the baseline
+    cancels from the contrast."""
+    basis, coef = referee["basis"], referee["fold_coefs"][k]
+    Z_obs = est.effect_design(basis(P_obs) - e, psi, basis)
+    Z_pol = est.effect_design(basis(P_pol) - e, psi, basis)
+    target = (w[:, None] * Z_pol).sum(axis=0) / w.sum()
+    G = referee["fold_grams"][k]
+    gamma = np.linalg.solve(G + RIESZ_PENALTY * np.diag(referee["ridge_"]), target)
+    resid = r - Z_obs @ coef
+    return (Z_pol - Z_obs) @ coef + (Z_obs @ gamma) * resid
+
+
+def _wmean(x: np.ndarray, w: np.ndarray) -> float:
+    return float(np.sum(w * x) / np.sum(w))
+
+
+def _wse(x: np.ndarray, w: np.ndarray) -> float:
+    m = _wmean(x, w)
+    return float(np.sqrt(np.sum(w**2 * (x - m) ** 2)) / np.sum(w))
