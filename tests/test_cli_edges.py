@@ -25,8 +25,8 @@ def test_out_to_a_directory_or_a_device_is_a_clear_error(tmp_path):
         assert done.returncode == 1, done.stderr
         assert "Traceback" not in done.stderr
         assert ("is a directory" in done.stderr) or ("not a regular file" in done.stderr)
-    import stat
     import os
+    import stat
 
     assert stat.S_ISCHR(os.stat("/dev/full").st_mode)  # the device was never replaced
 

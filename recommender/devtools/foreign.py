@@ -26,7 +26,13 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from recommender.contract.columns import ACTIVITY_LEVELS, PAIN_CAUSES, REGIONS, SEXES, TOLERANCES
+from recommender.contract.columns import (
+    ACTIVITY_LEVELS,
+    PAIN_CAUSES,
+    REGIONS,
+    SEXES,
+    TOLERANCES,
+)
 
 # Patient traits the random trees split on: (name, kind, low, high) — numeric thresholds
 # are drawn between low and high; categorical splits take a random subset of the codes.

@@ -285,6 +285,7 @@ class PlanEffectRegressor(RegressorMixin, BaseEstimator):
                        for c, s, Gk, bk in zip(fold_coefs(alpha, scale), rr, grams, rhs))
 
         out = []
+        alpha = self.alphas[0]  # replaced by the CV choice of round 0 before any use
         for step in range(max(rounds) + 1):
             if step:
                 # Adaptive penalty: effect modifiers and plan terms that matter are shrunk less.
