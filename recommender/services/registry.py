@@ -139,32 +139,31 @@ class RegistryService:
         card = model_card(model, parsed, "database export", hashlib.sha256(data).hexdigest(), seed,
                           fitted_ids=list(rows.loc[~is_held, "episode_id"]))
         card["holdout"] = {"episodes": list(held_rows["episode_id"]), "share": holdout, **verdict}
-        path = self._publish(lambda tmp: save_model(model, tmp, card))
-        return self._add_version(actor, path, verdict,
+        path, card = self._publish(lambda tmp: save_model(model, tmp, card))
+        return self._add_version(actor, path, card, verdict,
                                  {"rows": len(rows), "holdout_rows": len(held_rows), **verdict})
 
     def register_artifact(self, actor: Actor, path: str | Path) -> int:
         """Register an artifact this installation trained elsewhere (`recommender train`).
 
-        Its signed card is verified and the model loaded (from a copy, so the
-        registered file cannot change under the registry) before anything is recorded."""
+        Its signed card is verified and the model loaded from a copy (so the registered
+        file cannot change under the registry) before anything is recorded."""
         actor = self.access.require(actor, Action.TRAIN)
         path = Path(path)
-        load_model(path)  # signature, size and hash before anything is recorded
 
         def copy(tmp: Path) -> dict:
             shutil.copyfile(path, tmp)
             shutil.copyfile(card_path(path), card_path(tmp))
-            _, card = load_model(tmp)  # the copy, verified again
+            _, card = load_model(tmp)  # signature, size and hash of exactly what is kept
             return card
 
-        published = self._publish(copy)
-        return self._add_version(actor, published, {"value": None, "ci_low": None, "ci_high": None},
+        published, card = self._publish(copy)
+        return self._add_version(actor, published, card, {"value": None, "ci_low": None, "ci_high": None},
                                  {"registered": str(path)})
 
-    def _publish(self, write) -> Path:
+    def _publish(self, write) -> tuple[Path, dict]:
         """Write an artifact (and card) under a temporary name, then move it to its
-        content-addressed name; returns that path."""
+        content-addressed name; returns that path and the verified card."""
         self.registry_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.registry_dir / f".tmp-{time.time_ns()}-{id(write)}.joblib"
         try:
@@ -175,11 +174,10 @@ class RegistryService:
         finally:
             tmp.unlink(missing_ok=True)
             card_path(tmp).unlink(missing_ok=True)
-        return final
+        return final, card
 
-    def _add_version(self, actor: Actor, path: Path, verdict: dict, audit: dict) -> int:
+    def _add_version(self, actor: Actor, path: Path, card: dict, verdict: dict, audit: dict) -> int:
         """Allocate the next version number in the row's own transaction (retried on a clash)."""
-        _, card = load_model(path)
         for attempt in range(VERSION_ALLOCATION_ATTEMPTS):
             try:
                 with self.store.write() as s:

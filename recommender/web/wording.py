@@ -56,7 +56,9 @@ def local_time(value) -> str:
 
 
 def local_times(series: pd.Series) -> pd.Series:
-    return series.map(local_time)
+    """:func:`local_time` for a whole column at once (audit logs run to many thousands)."""
+    stamps = pd.to_datetime(series, utc=True, format="mixed")
+    return stamps.dt.tz_convert(clinic_zone()).dt.strftime("%Y-%m-%d %H:%M").fillna("")
 
 
 def today() -> dt.date:
