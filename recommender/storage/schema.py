@@ -7,6 +7,7 @@ import datetime as dt
 from sqlalchemy import (
     JSON,
     Boolean,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -72,6 +73,8 @@ class RecommendationRecord(Base):
     output: Mapped[dict] = mapped_column(JSON)  # ranked plans, gate reasons, explanation
     created_by: Mapped[str] = mapped_column(String(80))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # a review re-plans at a visit; its recommendation names that visit
+    visit_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class Decision(Base):
@@ -91,6 +94,7 @@ class Decision(Base):
     # A changed plan is a new decision naming the one it replaces; the newest one is current.
     supersedes_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     change_reason: Mapped[str] = mapped_column(Text, default="")
+    change_code: Mapped[str | None] = mapped_column(String(40), nullable=True)
 
 
 class FollowUp(Base):
@@ -99,6 +103,30 @@ class FollowUp(Base):
     episode_id: Mapped[int] = mapped_column(ForeignKey("episodes.id"), unique=True)
     lost_to_followup: Mapped[bool] = mapped_column(Boolean, default=False)
     outcome: Mapped[dict] = mapped_column(JSON)  # contract outcome columns
+    recorded_by: Mapped[str] = mapped_column(String(80))
+    recorded_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Visit(Base):
+    """One treatment session or review of an episode.  Append-only (database triggers refuse
+    UPDATE and DELETE): a correction is a new row naming the one it supersedes, with who and
+    why, and the newest row of a chain is the one that counts."""
+
+    __tablename__ = "visits"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    episode_id: Mapped[int] = mapped_column(ForeignKey("episodes.id"), index=True)
+    visit_date: Mapped[dt.date] = mapped_column(Date)
+    kind: Mapped[str] = mapped_column(String(20))  # session, review, end_of_programme
+    pain_score: Mapped[int] = mapped_column(Integer)  # NRS 0–10 now
+    discomfort: Mapped[int | None] = mapped_column(Integer, nullable=True)  # 0–10 during treatment
+    massage_intensity: Mapped[str] = mapped_column(String(20), default="none")  # none: not given
+    training_given: Mapped[bool] = mapped_column(Boolean, default=False)
+    exercise_days: Mapped[int | None] = mapped_column(Integer, nullable=True)  # since last visit
+    adverse_event: Mapped[bool] = mapped_column(Boolean, default=False)
+    note: Mapped[str] = mapped_column(Text, default="")
+    contraindications: Mapped[dict] = mapped_column(JSON)  # newly recorded, contract columns
+    supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("visits.id"), nullable=True)
+    correction_reason: Mapped[str] = mapped_column(Text, default="")
     recorded_by: Mapped[str] = mapped_column(String(80))
     recorded_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
