@@ -64,13 +64,15 @@ def type_text(column: Column) -> str:
             return "a region"
         return ", ".join(f"`{c}`" for c in column.choices)
     if column.type in (Type.INTEGER, Type.NUMBER):
-        text = f"{column.type.value} {_number(column.low)}–{_number(column.high)}"
+        text = (f"{column.type.value} ≥ {_number(column.low)}" if column.high is None
+                else f"{column.type.value} {_number(column.low)}–{_number(column.high)}")
         return text + (", or empty" if column.allow_empty else "")
     return {Type.BOOLEAN: "boolean", Type.REGION_LIST: "region list", Type.DATE: "ISO 8601 date",
             Type.IDENTIFIER: "identifier (below)", Type.STRING: "text"}[column.type]
 
 
-def _table(columns: tuple[Column, ...], with_required: bool = True) -> list[str]:
+def _table(columns: tuple[Column, ...], with_required: bool = True,
+           unique_episodes: bool = True) -> list[str]:
     if with_required:
         lines = ["| column | type | required | meaning |", "|---|---|---|---|"]
     else:
@@ -78,10 +80,54 @@ def _table(columns: tuple[Column, ...], with_required: bool = True) -> list[str]
     for c in columns:
         required = ("yes (may be empty)" if c.allow_empty and c.type is not Type.REGION_LIST
                     else "yes" if c.required else "no")
-        kind = type_text(c) + (", unique in the file" if c.name == "episode_id" else "")
+        kind = type_text(c) + (", unique in the file" if c.name == "episode_id" and unique_episodes
+                               else "")
         cells = [c.name, kind] + ([required] if with_required else []) + [c.meaning]
         lines.append(("| " + " | ".join(cells)).rstrip() + " |")
     return lines
+
+
+VISITS_INTRO = """\
+The file that `recommender visits export OUT.csv --user NAME` writes: every visit of every
+episode, one row per record, oldest first. It is CSV, UTF-8, comma-separated, with one header
+row, and uses the same cell conventions as the episode contract (booleans `true`/`false`,
+region lists joined by `;`, text cells that a spreadsheet would run as a formula start with `'`).
+
+Visits are append-only. A correction is a new record that names the one it corrects
+(`supersedes_visit_id`) with the reason; the corrected record stays in the file, marked
+`superseded`, so the file is the whole history. Analyses should use the rows with
+`superseded` = `false`.
+
+**Which visit is the episode's outcome.** An explicit follow-up, when one was recorded, is
+the episode's outcome (as before). Otherwise the episode's last `end_of_programme` visit that is
+not superseded gives `followup_pain_score` (its pain score), `adverse_event` (any adverse event
+at any visit) and `adherence` (own exercise days reported, over the days planned), and the
+episode then appears in `recommender export-training`."""
+
+
+def render_visits_markdown() -> str:
+    """The visits file document (``docs/visits-format.md``)."""
+    from recommender.contract.visits import (
+        RECORD,
+        VISIT,
+        VISIT_CONTRAINDICATIONS,
+        VISIT_EXPORT_COLUMNS,
+        VISITS_FORMAT_VERSION,
+    )
+
+    order = ", ".join(f"`{c.name}`" for c in VISIT_EXPORT_COLUMNS)
+    out = [f"# Visits file (version {VISITS_FORMAT_VERSION})", "", VISITS_INTRO, "",
+           "## Columns, in this order", order, "",
+           "## Identity",
+           "`episode_id` and `patient_id` follow the episode contract's identifier rule.", "",
+           *_table(IDENTITY[:2] + RECORD[:1], unique_episodes=False), "",
+           "## The visit", *_table(VISIT), "",
+           "## Contraindications found at the visit",
+           "Empty unless found at this visit; they add to the intake's and block massage from "
+           "this visit on (see the episode contract for their meaning).", "",
+           *_table(VISIT_CONTRAINDICATIONS), "",
+           "## The record", *_table(RECORD[1:]), ""]
+    return "\n".join(out)
 
 
 def render_markdown() -> str:

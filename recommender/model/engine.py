@@ -34,6 +34,7 @@ from recommender.model.features import PatientFeaturizer
 from recommender.safety import gate
 from recommender.safety.plans import (
     EXERCISE,
+    INTENSITY_LEVEL,
     M_LEVEL,
     M_SESSIONS,
     MINUTES,
@@ -42,6 +43,7 @@ from recommender.safety.plans import (
     WEEKS,
     Plan,
     encode_frame,
+    guideline_plan_for,
 )
 
 EVIDENCE_LEVELS = ("limited", "moderate", "strong")
@@ -348,23 +350,31 @@ class TreatmentRecommender(BaseEstimator):
 
     # ------------------------------------------------------------------ recommend
 
-    def recommend(self, intake: dict) -> Recommendation:
-        """Best allowed plan and ranked alternatives for one patient."""
-        with single_threaded():
-            return self.recommend_frame(pd.DataFrame([intake]))[0]
+    def recommend(self, intake: dict, max_massage_level: int | None = None) -> Recommendation:
+        """Best allowed plan and ranked alternatives for one patient.
 
-    def recommend_frame(self, intakes: pd.DataFrame, chunk: int = 500) -> list[Recommendation]:
+        ``max_massage_level`` lowers the gate's massage limit further (the discomfort rule
+        of a review); it can never raise it."""
+        caps = None if max_massage_level is None else np.array([max_massage_level], dtype=float)
+        with single_threaded():
+            return self.recommend_frame(pd.DataFrame([intake]), max_massage_levels=caps)[0]
+
+    def recommend_frame(self, intakes: pd.DataFrame, chunk: int = 500,
+                        max_massage_levels: np.ndarray | None = None) -> list[Recommendation]:
         """Recommendations for every row of a (typed) intake frame, vectorised in chunks
         (memory stays bounded however large the file)."""
         intakes = intakes.reset_index(drop=True)
+        caps = (np.full(len(intakes), float(gate.NO_LIMIT)) if max_massage_levels is None
+                else np.asarray(max_massage_levels, dtype=float))
         out: list[Recommendation] = []
         for start in range(0, len(intakes), chunk):
-            out += self._recommend_chunk(intakes.iloc[start:start + chunk].reset_index(drop=True))
+            out += self._recommend_chunk(intakes.iloc[start:start + chunk].reset_index(drop=True),
+                                         caps[start:start + chunk])
         return out
 
-    def _recommend_chunk(self, intakes: pd.DataFrame) -> list[Recommendation]:
+    def _recommend_chunk(self, intakes: pd.DataFrame, caps: np.ndarray) -> list[Recommendation]:
         decisions = gate.evaluate_frame(intakes)
-        levels = gate.max_levels(decisions)
+        levels = np.minimum(gate.max_levels(decisions), caps)
         Xp = self.featurizer_.transform(intakes)
         grid = PLAN_SPACE.matrix
         mean, sd, model_sd = self.estimator_.score_grid(Xp, grid)
@@ -375,7 +385,7 @@ class TreatmentRecommender(BaseEstimator):
         candidates = allowed & (evidence >= MODERATE)
         score = mean - self.caution * model_sd
 
-        guide_plans = np.array([d.guideline_plan().encode() for d in decisions])
+        guide_plans = np.array([guideline_plan_for(level > 0, int(level)).encode() for level in levels])
         guide = np.array([PLAN_SPACE.index_of(Plan.from_encoded(p)) for p in guide_plans])
         rows = np.arange(len(intakes))
         has_candidate = candidates.any(axis=1)
@@ -404,6 +414,9 @@ class TreatmentRecommender(BaseEstimator):
             preds = details[i * k:(i + 1) * k]
             for p in preds:  # the gate, once more, on exactly what leaves this function
                 gate.assert_allowed(intake, p.plan)
+                if not gate.permits(p.plan.massage_sessions_per_week,
+                                    INTENSITY_LEVEL[p.plan.massage_intensity], levels[i]):
+                    raise gate.GateViolation(f"plan '{p.plan.describe()}' exceeds the massage limit")
             out.append(Recommendation(
                 episode_id=str(intake.get("episode_id", "")),
                 best=preds[0], alternatives=tuple(preds[1:]), gate=decisions[i],

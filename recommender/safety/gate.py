@@ -215,12 +215,13 @@ def _reason(rule_id: str, region: str | None = None) -> GateReason:
     )
 
 
-def _is_missing(value: object) -> bool:
+def is_missing(value: object) -> bool:
+    """Not recorded: None, NaN or pandas' NA (the gate treats these as unknown)."""
     return value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA
 
 
 def _regions(value: object) -> frozenset[str] | None:
-    if _is_missing(value):
+    if is_missing(value):
         return None
     if isinstance(value, str):
         return frozenset(p.strip() for p in value.split(";") if p.strip())
@@ -234,11 +235,11 @@ def evaluate(intake: Mapping[str, object]) -> GateDecision:
     """
     reasons: list[GateReason] = []
     pain_region = intake.get("pain_region")
-    if _is_missing(pain_region):
+    if is_missing(pain_region):
         reasons.append(_reason("CI-UNKNOWN", "pain_region"))
     for column, rule_id, required in _WHOLE_BODY_FLAGS:
         value = intake.get(column)
-        if _is_missing(value):
+        if is_missing(value):
             if required:
                 reasons.append(_reason("CI-UNKNOWN", column))
         elif bool(value):

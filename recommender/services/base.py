@@ -29,6 +29,16 @@ OVERRIDE_REASONS = {
     "comorbidity": "Comorbidity not captured in the intake",
     "equipment": "Equipment or staff availability",
 }
+# Why an accepted plan was replaced (a review, or any later change of plan).
+PLAN_CHANGE_REASONS = {
+    "discomfort": "Discomfort during treatment",
+    "not_improving": "Not improving as expected",
+    "contraindication": "New contraindication",
+    "improving": "Improving: step the plan down",
+    "adverse_event": "Adverse event",
+    "patient_preference": "Patient preference or schedule",
+    "other": "Other (explain)",
+}
 ALIAS = "current"
 
 

@@ -1,4 +1,10 @@
-"""Therapists' work: intake, recommend, tune, accept (gate re-checked), follow-up."""
+"""Therapists' work: intake, recommend or review, tune, accept (gate re-checked), follow-up.
+
+Every plan is judged against the patient as they are now: the intake with what the
+visits since have recorded (latest pain, contraindications found, the discomfort cap;
+see :mod:`recommender.services.course`).  So a contraindication found at a visit blocks
+massage from then on, on every path, and no path offers or stores massage above the cap.
+"""
 
 from __future__ import annotations
 
@@ -21,8 +27,11 @@ from recommender.contract.validation import parse_column
 from recommender.model.engine import Recommendation
 from recommender.safety import gate
 from recommender.safety.plans import Plan
+from recommender.safety.tolerance import DiscomfortCap
+from recommender.services import course
 from recommender.services.base import (
     OVERRIDE_REASONS,
+    PLAN_CHANGE_REASONS,
     AccessControl,
     AlreadyDecided,
     AuditedStore,
@@ -33,6 +42,7 @@ from recommender.services.base import (
 from recommender.services.identity import Actor
 from recommender.services.permissions import Action
 from recommender.services.registry import RegistryService
+from recommender.services.visits import ended_episode_ids, visit_records
 from recommender.storage.schema import (
     Decision,
     Episode,
@@ -42,6 +52,32 @@ from recommender.storage.schema import (
 )
 
 PLAN_LABELS = {c.name: c.label for c in PLAN}
+
+
+@dataclasses.dataclass(frozen=True)
+class EpisodeState:
+    """An episode as it stands: its intake, the visits that count, and the patient now."""
+
+    intake: dict  # typed, as recorded at intake
+    visits: list[course.VisitRecord]  # effective, oldest first
+    now: dict  # typed intake of the patient as they are now
+    cap: DiscomfortCap | None
+
+    def blocked_by(self, plan: Plan) -> list[str]:
+        return course.plan_blocked_by(self.now, self.cap, plan)
+
+
+@dataclasses.dataclass(frozen=True)
+class Review:
+    """A re-plan at a visit: the recommendation from the patient's current state, and what
+    the current plan is now predicted to do, for the comparison."""
+
+    recommendation_id: int
+    recommendation: Recommendation
+    current_plan: Plan | None
+    current_prediction: object | None  # PlanPrediction of the current plan, from the state now
+    state: dict
+    cap: DiscomfortCap | None
 
 
 class ClinicalService:
@@ -106,7 +142,7 @@ class ClinicalService:
         listed only when searched for, and is marked as such."""
         actor = self.access.require(actor, Action.VIEW_PATIENTS)
         with self.store.read() as s:
-            closed = select(FollowUp.episode_id)
+            closed = ended_episode_ids()
             q = select(Episode.episode_code, Patient.patient_code, Episode.created_at,
                        Episode.is_history.label("history"),
                        Episode.id.in_(closed).label("closed")).join(
@@ -129,9 +165,38 @@ class ClinicalService:
         frame = pd.DataFrame([{k: ("" if v is None else v) for k, v in record.items()}])
         return read_episodes(to_csv_bytes(frame), Kind.INTAKE).frame.iloc[0].to_dict()
 
+    def episode_state(self, s, episode: Episode) -> EpisodeState:
+        """The episode as it stands, read in session ``s``."""
+        return self.episode_state_from(self.typed_intake(episode.intake),
+                                       course.effective(visit_records(s, episode.id)))
+
+    @staticmethod
+    def episode_state_from(intake: dict, visits: list[course.VisitRecord]) -> EpisodeState:
+        return EpisodeState(intake, visits, course.current_state(intake, visits), course.cap_for(visits))
+
     def recommend(self, actor: Actor, episode_code: str) -> tuple[int, Recommendation]:
-        """Recommend for a stored episode and record the recommendation."""
+        """Recommend for a stored episode, from the patient's state now, and record it."""
         actor = self.access.require(actor, Action.RECOMMEND, f"episode:{episode_code}")
+        return self._recommend(actor, episode_code, review=False)
+
+    def review(self, actor: Actor, episode_code: str) -> Review:
+        """Re-plan at a visit: recommend from the current pain, the discomfort seen and any
+        contraindication found since, capped by the discomfort rule, beside the current plan."""
+        actor = self.access.require(actor, Action.RECOMMEND, f"episode:{episode_code}")
+        rec_id, rec = self._recommend(actor, episode_code, review=True)
+        _, model = self.models.current_model()
+        with self.store.read() as s:
+            episode = self._episode(s, episode_code)
+            state = self.episode_state(s, episode)
+            active = self._active_decision(s, episode.id)
+        current = Plan(**active.accepted_plan) if active else None
+        prediction = None
+        if current is not None:
+            prediction = model.predict_plans(state.now, [current])[0]
+            prediction = dataclasses.replace(prediction, blocked_by=tuple(state.blocked_by(current)))
+        return Review(rec_id, rec, current, prediction, state.now, state.cap)
+
+    def _recommend(self, actor: Actor, episode_code: str, review: bool) -> tuple[int, Recommendation]:
         version, model = self.models.current_model()
         with self.store.read() as s:
             episode = self._episode(s, episode_code)
@@ -139,29 +204,45 @@ class ClinicalService:
             if episode.is_history:
                 raise InputRejected(f"episode {episode_code!r} is imported history (its plan and "
                                     "outcome are recorded): it cannot be planned again")
-        rec = model.recommend(self.typed_intake(record))
+            state = self.episode_state(s, episode)
+            if review and not state.visits:
+                raise InputRejected(f"episode {episode_code!r} has no visits yet: record a visit, "
+                                    "then ask for a review")
+        cap = state.cap
+        rec = model.recommend(state.now, max_massage_level=None if cap is None else cap.max_level)
         output = recommendation_output(rec)
+        output["state"] = {"pain_score": int(state.now["pain_score"]),
+                           "pain_tolerance": state.now.get("pain_tolerance"),
+                           "visits": len(state.visits)}
+        if cap is not None:
+            output["discomfort_cap"] = cap.as_dict()
         with self.store.write() as s:
             episode = self._episode(s, episode_code)
             row = RecommendationRecord(episode_id=episode.id, intake_sha256=record_sha256(record),
                                        model_version=version.version,
                                        ruleset_version=rec.ruleset_version, output=output,
-                                       created_by=actor.username)
+                                       created_by=actor.username,
+                                       visit_id=state.visits[-1].id if review else None)
             s.add(row)
             s.flush()
-            self.store.log(s, actor, "recommend", f"episode:{episode_code}", None,
-                      {"recommendation_id": row.id, "plan": output["ranked"][0]["plan"],
-                       "model_version": version.version, "ruleset_version": rec.ruleset_version,
-                       "gate_rule_ids": list(rec.gate.rule_ids)})
+            self.store.log(s, actor, "review" if review else "recommend", f"episode:{episode_code}",
+                           None,
+                           {"recommendation_id": row.id, "plan": output["ranked"][0]["plan"],
+                            "model_version": version.version, "ruleset_version": rec.ruleset_version,
+                            "gate_rule_ids": list(rec.gate.rule_ids),
+                            "discomfort_cap": None if cap is None else cap.max_intensity,
+                            "state": output["state"]})
             return row.id, rec
 
     def tune(self, actor: Actor, episode_code: str, plan: Plan, audit: bool = True):
-        """Predicted outcome of a plan the therapist is adjusting (forbidden plans say why)."""
+        """Predicted outcome of a plan the therapist is adjusting, for the patient now
+        (plans the gate or the discomfort cap forbid say why in ``blocked_by``)."""
         actor = self.access.require(actor, Action.TUNE, f"episode:{episode_code}")
         _, model = self.models.current_model()
         with self.store.read() as s:
-            record = dict(self._episode(s, episode_code).intake)
-        prediction = model.predict_plans(self.typed_intake(record), [plan])[0]
+            state = self.episode_state(s, self._episode(s, episode_code))
+        prediction = model.predict_plans(state.now, [plan])[0]
+        prediction = dataclasses.replace(prediction, blocked_by=tuple(state.blocked_by(plan)))
         if audit:
             with self.store.write() as s:
                 self.store.log(s, actor, "tune", f"episode:{episode_code}", None,
@@ -171,20 +252,31 @@ class ClinicalService:
         return prediction
 
     def accept(self, actor: Actor, recommendation_id: int, plan: Plan, reason_code: str | None = None,
-               reason_text: str = "", change_reason: str = "", idempotency_key: str | None = None) -> int:
+               reason_text: str = "", change_reason: str = "", idempotency_key: str | None = None,
+               change_code: str | None = None) -> int:
         """Record the plan a therapist accepted for the recommendation's episode; returns the
         decision id.
 
         Accepting the episode's current plan again returns its decision (a double click, even
         two concurrent requests, stores one).  A different plan for an episode that already has
-        one is a new decision that supersedes the old, and needs ``change_reason``; both stay
-        in the audit trail.  The gate is checked again here: no role or path can store a
-        contraindicated plan.
+        one is a new decision that supersedes the old, and needs a ``change_code`` from
+        ``PLAN_CHANGE_REASONS`` (``other`` with a ``change_reason``; a reason given without a
+        code is ``other``); both stay in the audit trail.  The gate, on the patient as they
+        are now, and the discomfort cap are checked again here: no role or path can store a
+        contraindicated plan, or massage above the cap.
         """
         actor = self.access.require(actor, Action.ACCEPT, f"recommendation:{recommendation_id}")
+        change_reason = change_reason.strip()
+        if change_code is None and change_reason:
+            change_code = "other"
+        if change_code is not None and change_code not in PLAN_CHANGE_REASONS:
+            raise InputRejected(f"unknown reason for changing the plan {change_code!r}: choose one "
+                                "of " + ", ".join(PLAN_CHANGE_REASONS))
+        if change_code == "other" and not change_reason:
+            raise InputRejected("explain the change of plan in the note (reason: other)")
         try:
             return self._accept(actor, recommendation_id, plan, reason_code, reason_text,
-                                change_reason.strip(), idempotency_key)
+                                change_reason, idempotency_key, change_code)
         except AlreadyDecided as exc:  # a concurrent request with the same key stored it first
             with self.store.read() as s:
                 return s.execute(select(Decision.id).where(Decision.idempotency_key == exc.key)).scalar_one()
@@ -212,7 +304,8 @@ class ClinicalService:
                          .order_by(Decision.id.desc()).limit(1)).scalar_one_or_none()
 
     def _accept(self, actor: Actor, recommendation_id: int, plan: Plan, reason_code: str | None,
-                reason_text: str, change_reason: str, key: str | None) -> int:
+                reason_text: str, change_reason: str, key: str | None,
+                change_code: str | None) -> int:
         if key is not None:  # a caller's own key: a repeat returns what the first stored
             with self.store.read() as s:
                 existing = s.execute(select(Decision.id).where(Decision.idempotency_key == key)).scalar()
@@ -225,16 +318,20 @@ class ClinicalService:
             # lock the episode row, so two different plans cannot both become "the first"
             episode = s.execute(select(Episode).where(Episode.id == rec.episode_id).with_for_update()
                                 ).scalar_one()
-            decision_gate = gate.assert_allowed(self.typed_intake(episode.intake), plan)
+            state = self.episode_state(s, episode)
+            decision_gate = gate.assert_allowed(state.now, plan)
+            if state.cap is not None and not state.cap.permits(plan):
+                raise gate.GateViolation(f"plan '{plan.describe()}' is above the discomfort cap: "
+                                         f"{state.cap.rule_id}: {state.cap.message}")
             accepted = plan.as_dict()
             active = self._active_decision(s, episode.id)
             if active is not None and active.accepted_plan == accepted:
                 return active.id
-            if active is not None and not change_reason:
+            if active is not None and change_code is None:
                 raise InputRejected(
                     f"episode {episode.episode_code!r} already has an accepted plan (decision "
                     f"{active.id}: {Plan(**active.accepted_plan).describe()}): changing it is a new "
-                    "decision and needs a reason")
+                    "decision and needs a reason: " + ", ".join(PLAN_CHANGE_REASONS.values()))
             # one decision per episode state: a concurrent duplicate collides on this key
             key = key or f"episode{episode.id}:after{active.id if active else 0}"
             recommended = rec.output["ranked"][0]["plan"]
@@ -251,7 +348,9 @@ class ClinicalService:
                                 reason_text=reason_text.strip(),
                                 ruleset_version=decision_gate.ruleset_version,
                                 idempotency_key=key, decided_by=actor.username,
-                                supersedes_id=active.id if active else None, change_reason=change_reason)
+                                supersedes_id=active.id if active else None, change_reason=change_reason,
+                                change_code=change_code if active else None,
+                                prediction=self._prediction(rec, state, plan))
             s.add(decision)
             try:
                 s.flush()
@@ -262,15 +361,32 @@ class ClinicalService:
                 before.update(superseded_decision=active.id, superseded_plan=active.accepted_plan)
             reason = (OVERRIDE_REASONS.get(reason_code or "", "") + (
                 f": {reason_text.strip()}" if reason_text.strip() else "")) if diff else ""
-            if change_reason:
-                reason = f"changes decision {active.id}: {change_reason}" + (f"; {reason}" if reason else "")
+            if active is not None:
+                why = PLAN_CHANGE_REASONS[change_code] + (f": {change_reason}" if change_reason else "")
+                reason = f"changes decision {active.id}: {why}" + (f"; {reason}" if reason else "")
             self.store.log(s, actor, "override" if diff else "accept", f"episode:{episode.episode_code}",
                            before, {"plan": accepted, "decision_id": decision.id, "differences": diff},
                            reason=reason)
             return decision.id
 
+    def _prediction(self, rec: RecommendationRecord, state: EpisodeState, plan: Plan) -> dict:
+        """What the model said of the accepted plan, from the pain it was planned at: the
+        stored ranking when the plan is in it, else the model of that recommendation now."""
+        key = plan.as_dict()
+        ranked = next((p for p in rec.output["ranked"] if p["plan"] == key), None)
+        if ranked is None:
+            _, model = self.models.current_model()
+            p = model.predict_plans(state.now, [plan])[0]
+            ranked = {"predicted_reduction": round(p.predicted_reduction, 3),
+                      "interval": [round(p.interval_low, 3), round(p.interval_high, 3)]}
+        return {"baseline_pain": float(state.now["pain_score"]),
+                "predicted_reduction": ranked["predicted_reduction"],
+                "interval": list(ranked["interval"]), "model_version": rec.model_version}
+
     def record_followup(self, actor: Actor, episode_code: str, outcome: dict,
-                        lost_to_followup: bool = False) -> None:
+                        lost_to_followup: bool = False, correction_reason: str = "") -> None:
+        """The episode's follow-up outcome.  A second one corrects the first and needs a
+        reason; the audit trail keeps both."""
         actor = self.access.require(actor, Action.RECORD_FOLLOWUP, f"episode:{episode_code}")
         columns = {c.name: c for c in OUTCOME}
         unknown = set(outcome) - set(columns)
@@ -296,13 +412,18 @@ class ClinicalService:
             existing = s.execute(select(FollowUp).where(FollowUp.episode_id == episode.id)).scalar_one_or_none()
             before = None if existing is None else {"outcome": existing.outcome,
                                                     "lost": existing.lost_to_followup}
+            if existing is not None and not correction_reason.strip():
+                raise InputRejected(
+                    f"episode {episode_code!r} already has a follow-up (recorded by "
+                    f"{existing.recorded_by}): replacing it is a correction and needs a reason")
             if existing is None:
                 s.add(FollowUp(episode_id=episode.id, lost_to_followup=lost_to_followup, outcome=clean,
                                recorded_by=actor.username))
             else:
                 existing.outcome, existing.lost_to_followup = clean, lost_to_followup
-            self.store.log(s, actor, "followup", f"episode:{episode_code}", before,
-                      {"outcome": clean, "lost": lost_to_followup})
+            self.store.log(s, actor, "followup" if existing is None else "followup_corrected",
+                           f"episode:{episode_code}", before, {"outcome": clean, "lost": lost_to_followup},
+                           reason=correction_reason.strip())
 
 
 def recommendation_output(rec: Recommendation) -> dict:

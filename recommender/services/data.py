@@ -17,6 +17,8 @@ from recommender.contract.csv_io import (
     to_csv_bytes,
 )
 from recommender.contract.validation import RowError
+from recommender.safety.plans import Plan
+from recommender.services import course
 from recommender.services.base import (
     AccessControl,
     AuditedStore,
@@ -26,6 +28,7 @@ from recommender.services.base import (
 )
 from recommender.services.identity import Actor
 from recommender.services.permissions import Action
+from recommender.services.visits import ended_episode_ids, records_by_episode
 from recommender.storage.schema import (
     DataImport,
     Decision,
@@ -124,14 +127,21 @@ class DataService:
             for r in records])
 
     def training_frame(self) -> pd.DataFrame:
-        """Contract training rows from recorded episodes: imported history plus decisions
-        with a recorded follow-up (or loss to follow-up).  Pending episodes are left out."""
+        """Contract training rows from recorded episodes: imported history, plus decisions
+        whose outcome is known.  The outcome is the explicit follow-up (or loss to follow-up)
+        when one is recorded, else the end-of-programme visit (docs/visits-format.md states
+        the rule).  Pending episodes are left out."""
         with self.store.read() as s:
             rows = s.execute(
                 select(Episode, FollowUp).join(FollowUp, FollowUp.episode_id == Episode.id)
                 .order_by(Episode.id)).all()
             decisions = {d.episode_id: d.accepted_plan for d in s.execute(
                 select(Decision).order_by(Decision.id)).scalars()}
+            followed = {e.id for e, _ in rows}
+            ended = [e for e in s.execute(select(Episode).where(
+                Episode.id.in_(ended_episode_ids()), Episode.id.in_(select(Decision.episode_id)))
+                .order_by(Episode.id)).scalars() if e.id not in followed]
+            visits = records_by_episode(s, [e.id for e in ended])
         out = []
         for episode, followup in rows:
             plan = decisions.get(episode.id) or episode.historical_plan
@@ -141,6 +151,10 @@ class DataService:
             if followup.lost_to_followup:
                 row["followup_pain_score"] = None
             out.append(row)
+        for episode in ended:
+            plan = decisions[episode.id]
+            out.append({**episode.intake, **plan,
+                        **course.visit_outcome(Plan(**plan), course.effective(visits[episode.id]))})
         names = [c.name for c in columns_for(Kind.TRAINING)]
         frame = pd.DataFrame(out)
         return frame[[c for c in names if c in frame]] if len(frame) else pd.DataFrame(columns=names)

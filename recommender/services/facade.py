@@ -17,6 +17,7 @@ from sqlalchemy import select
 from recommender.model.artifacts import CardSigner
 from recommender.services.accounts import AccountService
 from recommender.services.base import AccessControl, AuditedStore
+from recommender.services.care import CareService
 from recommender.services.clinical import ClinicalService
 from recommender.services.data import DataService
 from recommender.services.oversight import OversightService
@@ -32,9 +33,9 @@ class ClinicService:
     """Clinic operations for signed-in actors, by responsibility:
 
     ``accounts`` (sign-in, users), ``data`` (import, export), ``registry`` (train,
-    evaluate, promote), ``clinical`` (intake, recommend, accept, follow-up) and
-    ``oversight`` (audit, statistics).  The most used methods are also offered
-    here directly.
+    evaluate, promote), ``clinical`` (intake, recommend, review, accept, follow-up),
+    ``care`` (visits, progress, the day list) and ``oversight`` (audit, statistics).
+    The most used methods are also offered here directly.
     """
 
     def __init__(self, db: Database, audit: AuditTrail | None = None,
@@ -48,6 +49,7 @@ class ClinicService:
         self.registry = RegistryService(store, access, history=self.data,
                                         model_dir=Path(model_dir) if model_dir else get_settings().model_dir)
         self.clinical = ClinicalService(store, access, models=self.registry)
+        self.care = CareService(store, access, clinical=self.clinical)
         self.oversight = OversightService(store, access)
 
         a, d, r, c, o = self.accounts, self.data, self.registry, self.clinical, self.oversight
@@ -70,7 +72,11 @@ class ClinicService:
         self.validate_intake, self.save_intake, self.intake = c.validate_intake, c.save_intake, c.intake
         self.find_episodes, self.typed_intake, self.recommend = c.find_episodes, c.typed_intake, c.recommend
         self.tune, self.accept, self.record_followup = c.tune, c.accept, c.record_followup
-        self.current_decision = c.current_decision
+        self.current_decision, self.review = c.current_decision, c.review
+        # course of care
+        v = self.care
+        self.record_visit, self.correct_visit, self.progress = v.record_visit, v.correct_visit, v.progress
+        self.day_list, self.export_visits = v.day_list, v.export_visits
         # oversight
         self.verify_audit, self.audit_events, self.export_audit = (
             o.verify_audit, o.audit_events, o.export_audit)

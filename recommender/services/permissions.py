@@ -19,6 +19,8 @@ class Action(str, Enum):
     TUNE = "tune"
     ACCEPT = "accept"
     RECORD_FOLLOWUP = "record_followup"
+    RECORD_VISIT = "record_visit"
+    EXPORT_VISITS = "export_visits"
     IMPORT = "import"
     TRAIN = "train"
     EVALUATE = "evaluate"
@@ -36,12 +38,12 @@ class Action(str, Enum):
 A = Action
 ROLE_ACTIONS: dict[Role, frozenset[Action]] = {
     Role.THERAPIST: frozenset({A.VIEW_PATIENTS, A.ENTER_INTAKE, A.RECOMMEND, A.TUNE, A.ACCEPT,
-                               A.RECORD_FOLLOWUP}),
+                               A.RECORD_FOLLOWUP, A.RECORD_VISIT}),
     Role.DATA_STAFF: frozenset({A.IMPORT, A.TRAIN, A.EVALUATE, A.REQUEST_PROMOTION, A.ROLLBACK,
-                                A.EXPORT_TRAINING, A.VIEW_MODELS}),
+                                A.EXPORT_TRAINING, A.EXPORT_VISITS, A.VIEW_MODELS}),
     # supervisors read everything, audit, and promote (or force, with a reason)
     Role.SUPERVISOR: frozenset({A.VIEW_PATIENTS, A.VIEW_MODELS, A.VIEW_AUDIT, A.EXPORT_AUDIT,
-                                A.PROMOTE, A.FORCE_PROMOTE, A.ROLLBACK, A.EVALUATE}),
+                                A.PROMOTE, A.FORCE_PROMOTE, A.ROLLBACK, A.EVALUATE, A.EXPORT_VISITS}),
     # administrators manage accounts and nothing clinical
     Role.ADMIN: frozenset({A.MANAGE_USERS}),
 }

@@ -95,6 +95,8 @@ class Decision(Base):
     supersedes_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     change_reason: Mapped[str] = mapped_column(Text, default="")
     change_code: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    # what the model predicted for the accepted plan, from the pain it was planned at
+    prediction: Mapped[dict | None] = mapped_column(JSON, nullable=True)
 
 
 class FollowUp(Base):

@@ -40,6 +40,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column('visit_id', sa.Integer(), nullable=True))
     with op.batch_alter_table('decisions') as batch:
         batch.add_column(sa.Column('change_code', sa.String(length=40), nullable=True))
+        batch.add_column(sa.Column('prediction', sa.JSON(), nullable=True))
     # append-only, like the audit trail: a correction is a new row
     if op.get_bind().dialect.name == "sqlite":
         for verb in ("UPDATE", "DELETE"):
@@ -63,6 +64,7 @@ def downgrade() -> None:
         op.execute("DROP TRIGGER IF EXISTS visits_no_truncate ON visits")
         op.execute("DROP FUNCTION IF EXISTS visits_append_only()")
     with op.batch_alter_table('decisions') as batch:
+        batch.drop_column('prediction')
         batch.drop_column('change_code')
     with op.batch_alter_table('recommendations') as batch:
         batch.drop_column('visit_id')
