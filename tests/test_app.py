@@ -32,6 +32,13 @@ def app_as(role: str | None) -> AppTest:
     return at.run()
 
 
+def on_page(role: str, script: str) -> AppTest:
+    """Signed in as ``role`` and on the page ``script`` (as a click in the sidebar does)."""
+    at = app_as(role)
+    spec = next(p for p in ROLE_PAGES[role] if p.script == script)
+    return at.switch_page(page(spec)).run()
+
+
 def titles(at: AppTest) -> list[str]:
     return [t.value for t in at.title]
 
@@ -60,7 +67,7 @@ def test_sign_in_wrong_then_right(demo_env):
     at.button[0].click().run()
     assert at.session_state["actor"].username == "therapist"
     assert at.session_state["actor"].session_token
-    assert "Plan treatment" in titles(at)
+    assert "My day" in titles(at)
 
 
 def test_idle_session_is_signed_out(demo_env):
@@ -84,7 +91,7 @@ def test_every_page_of_every_role_renders_with_data(demo_env, role):
 def test_therapist_recommend_tune_accept_and_change(demo_env):
     from recommender.web.ui import service
 
-    at = app_as("therapist")
+    at = on_page("therapist", "plan.py")
     next(s for s in at.selectbox if s.label == "Episode").select("DEMO-0002").run()
     at.button(key="recommend").click().run()
     assert any("Recommended plan" in s.value for s in at.subheader)
@@ -112,7 +119,8 @@ def test_therapist_recommend_tune_accept_and_change(demo_env):
     next(s for s in at.selectbox if s.label == "Reason for the difference").select("schedule").run()
     replace.click().run()
     assert any("needs a reason" in e.value for e in at.error)
-    next(t for t in at.text_input if t.label == "Why change the accepted plan?").input("patient works shifts").run()
+    next(s for s in at.selectbox if s.label == "Why change the accepted plan?").select("patient_preference").run()
+    next(t for t in at.text_input if t.label == "Note on the change").input("patient works shifts").run()
     next(b for b in at.button if b.label == "Replace the accepted plan").click().run()
     no_exception(at)
     supervisor = signed_in("supervisor")
@@ -124,7 +132,7 @@ def test_therapist_recommend_tune_accept_and_change(demo_env):
 
 
 def test_phlebitis_patient_has_massage_locked(demo_env):
-    at = app_as("therapist")
+    at = on_page("therapist", "plan.py")
     next(s for s in at.selectbox if s.label == "Episode").select(PHLEBITIS_EPISODE).run()
     at.button(key="recommend").click().run()
     sessions = next(s for s in at.select_slider if s.label == "Massage sessions / week")
@@ -135,7 +143,7 @@ def test_phlebitis_patient_has_massage_locked(demo_env):
 
 
 def test_new_intake_errors_beside_fields_then_saved_and_opened(demo_env):
-    at = app_as("therapist")
+    at = on_page("therapist", "plan.py")
     at.radio(key="patient_mode").set_value("New intake").run()
     at.text_input(key="f_episode_id").input("NEW APPTEST")  # a space: not a contract identifier
     at.text_input(key="f_patient_id").input("-P-minus")
@@ -154,8 +162,7 @@ def test_new_intake_errors_beside_fields_then_saved_and_opened(demo_env):
 def test_followups_for_two_patients_in_a_row_stay_with_their_patient(demo_env):
     from recommender.web.ui import service
 
-    at = app_as("therapist")
-    at.switch_page(page(ROLE_PAGES["therapist"][1])).run()
+    at = on_page("therapist", "followup.py")
     next(s for s in at.selectbox if s.label == "Episode").select("DEMO-0003").run()
     form = {n.label: n for n in at.number_input}
     form["Follow-up pain score (0–10)"].set_value(3.0)
@@ -188,7 +195,7 @@ def test_followups_for_two_patients_in_a_row_stay_with_their_patient(demo_env):
 
 
 def test_imported_history_stays_out_of_the_therapists_list(demo_env):
-    at = app_as("therapist")
+    at = on_page("therapist", "plan.py")
     episodes = next(s for s in at.selectbox if s.label == "Episode").options
     assert any("DEMO-0004" in e for e in episodes) and not any("(imported history)" in e for e in episodes)
     at.text_input(key="search").input("S1-E00001").run()
@@ -225,3 +232,47 @@ def test_data_staff_sees_the_new_version_after_retraining_and_cannot_accept(demo
     assert box.value == int(versions["version"].max())  # not stuck on the old version
     with pytest.raises(PermissionDenied):
         service().accept(signed_in("data_staff"), 1, GUIDELINE_PLAN)
+
+
+def test_day_list_opens_a_patient_whose_review_is_capped_by_discomfort(demo_env):
+    from recommender.devtools.demo import DISCOMFORT_EPISODE, NOT_IMPROVING_EPISODE
+
+    at = app_as("therapist")
+    assert titles(at)[:1] == ["My day"]
+    flags = " ".join(e.value for e in at.error)
+    for flag in ("Not improving", "Repeated high discomfort", "Adverse event reported"):
+        assert flag in flags  # the demo shows every flag at once
+    at.button(key=f"open-{NOT_IMPROVING_EPISODE}").click().run()
+    no_exception(at)
+    assert "Course of care" in titles(at)
+    assert any("Not improving" in e.value for e in at.error)
+    assert any("Adverse event reported" in e.value for e in at.error)
+
+    at = app_as("therapist")
+    at.button(key=f"open-{DISCOMFORT_EPISODE}").click().run()
+    no_exception(at)
+    assert any("no firmer than moderate" in w.value for w in at.warning)
+    assert any("Repeated high discomfort" in e.value for e in at.error)
+    # a visit with high discomfort, then a review: intensity capped, the reason shown
+    form = {n.label: n for n in at.number_input}
+    form["Pain now (0–10)"].set_value(5)
+    form["Discomfort during treatment (0–10)"].set_value(8)
+    next(s for s in at.selectbox if s.label == "Massage given").select("moderate")
+    next(b for b in at.button if b.label == "Save visit").click().run()
+    no_exception(at)
+    assert any("Visit saved" in shown(s) for s in at.success)
+    assert any("no firmer than gentle" in w.value for w in at.warning)  # moderate hurt too
+    at.button(key=f"review-{DISCOMFORT_EPISODE}").click().run()
+    no_exception(at)
+    assert any("Massage capped" in w.value and "no firmer than gentle" in w.value for w in at.warning)
+    table = at.dataframe[0].value
+    reviewed = dict(zip(table[""], table["reviewed plan"]))
+    assert reviewed["Massage intensity"] in ("none", "gentle")
+    accept = [b for b in at.button if b.label == "Accept the reviewed plan"]
+    if accept:  # the review changed the plan (it must: the current one is above the cap)
+        next(s for s in at.selectbox if s.label == "Reason for the change").select("discomfort").run()
+        next(b for b in at.button if b.label == "Accept the reviewed plan").click().run()
+        no_exception(at)
+        assert any("Reviewed plan accepted" in shown(s) for s in at.success)
+    else:
+        pytest.fail("the review kept a plan above the discomfort cap")

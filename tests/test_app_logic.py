@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from hypothesis import given
 
-from recommender.outputs.fhir import care_plan, care_plan_json
+from recommender.outputs.fhir import PainScore, care_bundle, care_bundle_json, care_plan
 from recommender.outputs.handout import (
     Clinic,
     handout,
@@ -97,7 +97,7 @@ def test_fhir_care_plan_is_valid_and_matches_plan():
     assert len(resource.activity) == 3
     timing = resource.activity[0].detail.scheduledTiming.repeat
     assert (timing.frequency, timing.periodUnit, timing.duration) == (4, "wk", 30)
-    data = json.loads(care_plan_json("E-1", "P-1", Plan(0, "none", 0, 5, 20, 4), decision))
+    data = care_plan("E-1", "P-1", Plan(0, "none", 0, 5, 20, 4), decision).model_dump(mode="json")
     assert [a["detail"]["description"] for a in data["activity"]] == ["Own therapeutic exercise at home"]
     assert data["subject"]["identifier"]["value"] == "P-1"
 
@@ -107,10 +107,36 @@ def test_fhir_ids_are_derived_and_clinic_ids_kept(episode):
     """Any episode id gives a valid resource id; the clinic's id travels unchanged."""
     from recommender.outputs.fhir import fhir_id
 
-    data = json.loads(care_plan_json(episode, "P/1 #2", PLAN, gate.evaluate(CLEAN)))
+    data = care_plan(episode, "P/1 #2", PLAN, gate.evaluate(CLEAN)).model_dump(mode="json")
     assert data["id"] == fhir_id("careplan", episode) and len(data["id"]) <= 64
     assert data["identifier"][0]["value"] == episode
     assert data["subject"]["identifier"]["value"] == "P/1 #2"
+
+
+def test_fhir_bundle_carries_pain_scores_as_loinc_observations_of_the_care_plan():
+    from fhir.resources.R4B.bundle import Bundle
+    from fhir.resources.R4B.observation import Observation
+    from pydantic import ValidationError
+
+    scores = [PainScore(dt.date(2026, 1, 5), 7, "intake"), PainScore(dt.date(2026, 1, 19), 5, "visit:3")]
+    data = json.loads(care_bundle_json("E 1", "P-1", PLAN, gate.evaluate(CLEAN), scores))
+    Bundle.model_validate(data)  # validates as a whole, round trip included
+    assert data["type"] == "collection"
+    plan, *observations = [e["resource"] for e in data["entry"]]
+    assert plan["resourceType"] == "CarePlan" and len(observations) == 2
+    for obs, score in zip(observations, scores):
+        assert obs["resourceType"] == "Observation" and obs["status"] == "final"
+        assert obs["code"]["coding"][0] == {
+            "system": "http://loinc.org", "code": "72514-3",
+            "display": "Pain severity - 0-10 verbal numeric rating [Score] - Reported"}
+        assert obs["valueInteger"] == score.score
+        assert obs["effectiveDateTime"] == score.day.isoformat()
+        assert obs["basedOn"] == [{"reference": f"CarePlan/{plan['id']}"}]
+        assert obs["subject"]["identifier"]["value"] == "P-1"
+    assert len({o["id"] for o in observations}) == 2
+    with pytest.raises(ValidationError):  # a score that is not an integer is refused
+        Observation.model_validate({**observations[0], "valueInteger": "seven"})
+    assert care_bundle("E 1", "P-1", PLAN, gate.evaluate(CLEAN), []).entry[0].resource.id == plan["id"]
 
 
 def test_fhir_validation_rejects_a_malformed_care_plan():
@@ -118,7 +144,7 @@ def test_fhir_validation_rejects_a_malformed_care_plan():
     from fhir.resources.R4B.careplan import CarePlan
     from pydantic import ValidationError
 
-    good = json.loads(care_plan_json("E-1", "P-1", PLAN, gate.evaluate(CLEAN)))
+    good = care_plan("E-1", "P-1", PLAN, gate.evaluate(CLEAN)).model_dump(mode="json")
     bad = {**good, "activity": [{"detail": {"status": "scheduled", "scheduledTiming":
                                             {"repeat": {"frequency": "twice"}}}}]}
     with pytest.raises(ValidationError):

@@ -218,3 +218,23 @@ def test_visits_export_is_formula_safe_and_complete(service, trained, tmp_path):
     assert list(frame.columns) == [c.name for c in VISIT_EXPORT_COLUMNS]
     assert frame["superseded"].tolist() == ["true", "false"]
     assert frame["supersedes_visit_id"].tolist() == ["", str(first)]
+
+
+def test_cli_visits_export_by_role(sqlite_service, trained, tmp_path, monkeypatch, capsys):
+    from recommender.cli import main
+    from tests.conftest import PASSWORD
+
+    svc = sqlite_service
+    in_care(svc, trained, "E-CLI", plan_with("moderate"))
+    svc.record_visit(svc.actors["therapist"], "E-CLI", visit(3, 5))
+    monkeypatch.setenv("RECOMMENDER_DATABASE_URL", svc.db.url)
+    monkeypatch.setenv("RECOMMENDER_AUDIT_KEY_FILE", str(svc.audit.key_path))
+    monkeypatch.setenv("RECOMMENDER_AUDIT_HEAD_FILE", str(svc.audit.head_path))
+    monkeypatch.setenv("RECOMMENDER_PASSWORD", PASSWORD)
+    out = tmp_path / "visits.csv"
+    assert main(["visits", "export", str(out), "--user", "data_staff"]) == 0
+    assert "wrote 1 visit record(s)" in capsys.readouterr().out
+    assert out.read_text().count("\n") == 2
+    out.unlink()
+    assert main(["visits", "export", str(out), "--user", "therapist"]) != 0
+    assert "a therapist may not export visits" in capsys.readouterr().err and not out.exists()

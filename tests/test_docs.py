@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from recommender.contract.columns import CONTRACT_VERSION
-from recommender.contract.document import render_markdown
+from recommender.contract.document import render_markdown, render_visits_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data-contract.md"
@@ -18,6 +18,13 @@ def test_the_project_copy_is_generated_from_the_code():
     assert doc == render_markdown(), (
         "docs/data-contract.md drifted from recommender/contract: "
         "run `recommender contract-doc --out docs/data-contract.md`")
+
+
+def test_the_visits_format_document_is_generated_from_the_code():
+    doc = (ROOT / "docs" / "visits-format.md").read_text(encoding="utf-8")
+    assert doc == render_visits_markdown(), (
+        "docs/visits-format.md drifted from recommender/contract/visits.py: "
+        "run `recommender contract-doc --visits --out docs/visits-format.md`")
 
 
 @pytest.mark.skipif(not SHARED.is_file(), reason="the shared contract is not beside this clone")

@@ -100,6 +100,8 @@ def _attempt(service, actor: Actor, action: Action, episode: str, rec_id: int):
         Action.TUNE: lambda: service.tune(actor, episode, Plan(0, "none", 2, 3, 30, 8)),
         Action.ACCEPT: lambda: service.accept(actor, rec_id, Plan(0, "none", 2, 3, 30, 8)),
         Action.RECORD_FOLLOWUP: lambda: service.record_followup(actor, episode, {"followup_pain_score": 3}),
+        Action.RECORD_VISIT: lambda: service.record_visit(actor, episode, {}),
+        Action.EXPORT_VISITS: lambda: service.export_visits(actor, "/nonexistent/x.csv"),
         Action.IMPORT: lambda: service.import_file(actor, b"x", "f.csv"),
         Action.TRAIN: lambda: service.train(actor),
         Action.EVALUATE: lambda: service.access.require(actor, Action.EVALUATE),

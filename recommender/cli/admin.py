@@ -135,6 +135,14 @@ def cmd_export_training(args) -> int:
     return 0
 
 
+def cmd_visits(args) -> int:
+    service = _service(args)
+    with _signed_in(service, args) as actor:
+        n = service.export_visits(actor, args.out)
+    print(f"wrote {n} visit record(s) to {args.out} (format: docs/visits-format.md)")
+    return 0
+
+
 class UsageError(ValueError):
     """A command line that is missing something (exit 2, like argparse)."""
 
@@ -197,3 +205,11 @@ def register(sub) -> None:
     p.add_argument("out")
     common(p)
     p.set_defaults(handler=cmd_export_training)
+
+    visits = sub.add_parser("visits", help="visit records of the course of care")
+    vsub = visits.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = vsub.add_parser("export", help="write every visit record (docs/visits-format.md) as CSV; "
+                                       "data staff or supervisor")
+    p.add_argument("out")
+    common(p)
+    p.set_defaults(handler=cmd_visits)

@@ -149,14 +149,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_contract_doc(args: argparse.Namespace) -> int:
     from recommender.contract.atomic import atomic_write_bytes
-    from recommender.contract.document import render_markdown
+    from recommender.contract.document import render_markdown, render_visits_markdown
 
-    text = render_markdown()
+    text = render_visits_markdown() if args.visits else render_markdown()
     if args.out is None:
         print(text, end="")
         return 0
     atomic_write_bytes(args.out, text.encode("utf-8"))
-    print(f"wrote the data contract to {args.out}")
+    print(f"wrote the {'visits file format' if args.visits else 'data contract'} to {args.out}")
     return 0
 
 
@@ -215,6 +215,8 @@ def register(sub) -> None:
 
     p = sub.add_parser("contract-doc", help="write the data contract document (docs/data-contract.md)")
     p.add_argument("--out", default=None, help="file to write (default: print it)")
+    p.add_argument("--visits", action="store_true",
+                   help="the visits file format instead (docs/visits-format.md)")
     p.set_defaults(handler=cmd_contract_doc)
 
     p = sub.add_parser("demo", help="seed the demo clinic into a new, empty database")

@@ -8,11 +8,12 @@ receive simulated data or demo accounts.  The app's first start and
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 
 from sqlalchemy import func, select
 
-from recommender.contract.csv_io import to_csv_bytes
+from recommender.contract.csv_io import format_cell, to_csv_bytes
 from recommender.devtools.simulator import simulate
 from recommender.services import open_service, upgrade_installation
 from recommender.services.identity import SYSTEM
@@ -28,12 +29,60 @@ DEMO_ACCOUNTS = (
     ("admin", "admin", "amber-orchard-window-93"),
 )
 PHLEBITIS_EPISODE = "DEMO-PHLEBITIS"
+IMPROVING_EPISODE = "DEMO-IMPROVING"
+NOT_IMPROVING_EPISODE = "DEMO-NOT-IMPROVING"
+DISCOMFORT_EPISODE = "DEMO-DISCOMFORT"
+COURSE_WEEKS = 5  # the demo courses started this many weeks ago
+# (days ago, pain, discomfort, massage given, adverse event) for each demo course
+DEMO_COURSES = {
+    IMPROVING_EPISODE: ((35, 7, 3, "moderate", False), (28, 6, 2, "moderate", False),
+                        (21, 5, 2, "moderate", False), (14, 4, 3, "moderate", False),
+                        (7, 4, 2, "moderate", False), (0, 3, 2, "moderate", False)),
+    NOT_IMPROVING_EPISODE: ((35, 7, 4, "moderate", False), (28, 7, 3, "moderate", False),
+                            (21, 7, 4, "moderate", True), (14, 6, 3, "moderate", False),
+                            (7, 7, 3, "moderate", False), (0, 7, 4, "moderate", False)),
+    DISCOMFORT_EPISODE: ((35, 7, 4, "firm", False), (28, 6, 5, "firm", False),
+                         (21, 6, 4, "firm", False), (14, 6, 8, "firm", False),
+                         (7, 6, 5, "firm", False), (0, 5, 7, "firm", False)),
+}
+DEMO_COURSE_PLAN = {"massage_sessions_per_week": 2, "muscle_training_sessions_per_week": 1,
+                    "exercise_days_per_week": 3, "session_minutes": 30, "programme_weeks": 8}
 
 Progress = Callable[[float, str], None]
 
 
 class NotEmpty(RuntimeError):
     """The database already holds users or episodes: the demo is never seeded into it."""
+
+
+def seed_courses(service, intakes) -> None:
+    """Three patients five weeks into an 8-week plan, recorded by the demo therapist: one
+    improving, one not (with an adverse event), one with repeated high discomfort — so the
+    day list and the progress view show every flag, and a review shows the discomfort cap."""
+    from recommender.safety.plans import Plan
+    from recommender.services.care import clinic_today
+
+    therapist = service.sign_in("therapist", demo_password("therapist"))
+    today = clinic_today()
+    for (episode, course), (_, row) in zip(DEMO_COURSES.items(), intakes.iterrows()):
+        intake = {c: v for c, v in row.items()}
+        intake.update(episode_id=episode, patient_id=f"{episode}-P", pain_score=7,
+                      pain_tolerance="medium", inflamed_skin_regions=frozenset(),
+                      infected_regions=frozenset(), recent_fracture_regions=frozenset(),
+                      anticoagulant_therapy=False,
+                      intake_date=today - dt.timedelta(weeks=COURSE_WEEKS, days=1))
+        service.save_intake(therapist, {k: format_cell(v) for k, v in intake.items()})
+        rec_id, rec = service.recommend(therapist, episode)
+        plan = Plan(massage_intensity=course[0][3], **DEMO_COURSE_PLAN)
+        service.accept(therapist, rec_id, plan, reason_code=None if plan == rec.best.plan else
+                       "patient_preference")
+        for days_ago, pain, discomfort, massage, adverse in course:
+            service.record_visit(therapist, episode, {
+                "visit_date": today - dt.timedelta(days=days_ago), "kind": "session",
+                "pain_score": pain, "discomfort": discomfort, "massage_intensity": massage,
+                "training_given": days_ago % 14 == 0, "exercise_days_last_week": 2 + days_ago % 2,
+                "adverse_event": adverse, "note": "patient reports bruising" if adverse else ""})
+    service.sign_out(therapist)
 
 
 def demo_password(username: str) -> str:
@@ -93,5 +142,7 @@ def seed(url: str | None = None, progress: Progress | None = None, episodes: int
     phlebitis["phlebitis"] = True
     service.import_file(SYSTEM, to_csv_bytes(new), "todays-intakes.csv", kind="intake")
     service.import_file(SYSTEM, to_csv_bytes(phlebitis), "phlebitis-intake.csv", kind="intake")
+    step(0.97, "recording three courses of care")
+    seed_courses(service, new[clean.to_numpy()].iloc[1:4])
     step(1.0, "ready")
     service.db.dispose()

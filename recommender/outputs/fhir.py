@@ -1,4 +1,5 @@
-"""A FHIR CarePlan (R4B) for an accepted plan, validated with ``fhir.resources``.
+"""A FHIR CarePlan (R4B) for an accepted plan, and the patient's pain scores as
+Observations linked to it, validated with ``fhir.resources``.
 
 R4B's ``CarePlan.activity.detail`` carries a plain-language description and a
 schedule (times a week, minutes, programme length), which is what a receiving
@@ -12,7 +13,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 
+from typing import NamedTuple
+
+from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.careplan import CarePlan
+from fhir.resources.R4B.observation import Observation
 
 from recommender.safety.gate import GateDecision
 from recommender.safety.plans import Plan
@@ -20,6 +25,18 @@ from recommender.safety.plans import Plan
 UCUM = "http://unitsofmeasure.org"
 EPISODE_SYSTEM = "urn:pain-plan-recommender:episode-id"
 PATIENT_SYSTEM = "urn:pain-plan-recommender:patient-id"
+SCORE_SYSTEM = "urn:pain-plan-recommender:pain-score"
+LOINC = "http://loinc.org"
+PAIN_SEVERITY_NRS = ("72514-3", "Pain severity - 0-10 verbal numeric rating [Score] - Reported")
+OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+
+
+class PainScore(NamedTuple):
+    """One pain score to report: when, the score, and the clinic's id of its record."""
+
+    day: dt.date
+    score: int
+    source: str  # e.g. "intake" or "visit:12"
 
 
 def fhir_id(prefix: str, clinic_id: str) -> str:
@@ -74,5 +91,34 @@ def care_plan(episode_id: str, patient_id: str, plan: Plan, decision: GateDecisi
     return CarePlan.model_validate(resource)
 
 
-def care_plan_json(*args, **kwargs) -> str:
-    return care_plan(*args, **kwargs).model_dump_json(indent=2)
+def pain_observation(episode_id: str, patient_id: str, score: PainScore) -> Observation:
+    """One pain score as a validated Observation based on the episode's CarePlan."""
+    key = f"{episode_id}|{score.source}"
+    return Observation.model_validate({
+        "resourceType": "Observation",
+        "id": fhir_id("pain", key),
+        "identifier": [{"system": SCORE_SYSTEM, "value": key}],
+        "status": "final",
+        "basedOn": [{"reference": f"CarePlan/{fhir_id('careplan', episode_id)}"}],
+        "category": [{"coding": [{"system": OBSERVATION_CATEGORY, "code": "survey"}]}],
+        "code": {"coding": [{"system": LOINC, "code": PAIN_SEVERITY_NRS[0],
+                             "display": PAIN_SEVERITY_NRS[1]}], "text": "Pain (0-10)"},
+        "subject": {"identifier": {"system": PATIENT_SYSTEM, "value": patient_id}, "display": patient_id},
+        "effectiveDateTime": score.day.isoformat(),
+        "valueInteger": int(score.score),
+    })
+
+
+def care_bundle(episode_id: str, patient_id: str, plan: Plan, decision: GateDecision,
+                scores: list[PainScore], created: dt.date | None = None) -> Bundle:
+    """The CarePlan and every pain score, as one validated ``collection`` Bundle."""
+    resources = [care_plan(episode_id, patient_id, plan, decision, created)]
+    resources += [pain_observation(episode_id, patient_id, s) for s in scores]
+    return Bundle.model_validate({
+        "resourceType": "Bundle", "type": "collection",
+        "entry": [{"resource": r.model_dump(mode="json", exclude_none=True)} for r in resources],
+    })
+
+
+def care_bundle_json(*args, **kwargs) -> str:
+    return care_bundle(*args, **kwargs).model_dump_json(indent=2)

@@ -14,6 +14,7 @@ _EXPORTS = {
     "upgrade_installation": "recommender.services.facade",
     "InputRejected": "recommender.services.base",
     "OVERRIDE_REASONS": "recommender.services.base",
+    "PLAN_CHANGE_REASONS": "recommender.services.base",
     "PromotionVerdict": "recommender.services.base",
     "recommendation_output": "recommender.services.clinical",
     "AuditUnavailable": "recommender.storage.audit",  # the trail refuses writes (fail closed)

@@ -27,6 +27,7 @@ from recommender.contract.visits import (
     VISIT_EXPORT_COLUMNS,
     VISIT_INPUT_COLUMNS,
 )
+from recommender.outputs.fhir import PainScore
 from recommender.safety import gate
 from recommender.safety.plans import Plan
 from recommender.services import course
@@ -85,6 +86,13 @@ class Progress:
     cap: object | None  # DiscomfortCap
     due: course.Due
     ended: bool
+    intake_day: dt.date  # the intake date, or the day the episode was entered
+    gate_now: gate.GateDecision  # the gate on the patient as they are now
+
+    def pain_scores(self) -> list[PainScore]:
+        """Every pain score that counts, for the FHIR export: intake, then each visit."""
+        return [PainScore(self.intake_day, int(self.baseline_pain), "intake")] + [
+            PainScore(v.visit_date, v.pain_score, f"visit:{v.id}") for v in self.visits]
 
     def chart_frame(self) -> pd.DataFrame:
         """Observed pain by visit date beside the predicted path (expected, low, high)."""
@@ -257,9 +265,11 @@ class CareService:
                 RecommendationRecord.episode_id == episode.id,
                 RecommendationRecord.visit_id.is_not(None))).scalars()}
             ended = bool(s.execute(select(FollowUp.id).where(FollowUp.episode_id == episode.id)).first())
-        return self._progress(episode_code, patient, state, records, decisions, reviews, ended)
+            entered = episode.created_at.date()
+        return self._progress(episode_code, patient, state, records, decisions, reviews, ended, entered)
 
-    def _progress(self, episode_code, patient, state, records, decisions, reviews, ended) -> Progress:
+    def _progress(self, episode_code, patient, state, records, decisions, reviews, ended,
+                  entered: dt.date) -> Progress:
         visits = state.visits
         baseline = float(state.intake["pain_score"])
         plans = [PlanChange(d.id, Plan(**d.accepted_plan), d.decided_by, d.decided_at,
@@ -275,7 +285,9 @@ class CareService:
             flags=course.flags(baseline, start, plan.programme_weeks if plan else None, visits),
             adherence=course.adherence(plan, visits), plans=plans, path=path, cap=state.cap,
             due=course.Due() if ended else course.due(clinic_today(), plan, start, state.now, visits),
-            ended=ended)
+            ended=ended, gate_now=gate.evaluate(state.now),
+            intake_day=state.intake.get("intake_date") if isinstance(state.intake.get("intake_date"),
+                                                                      dt.date) else entered)
 
     def day_list(self, actor: Actor, everyone: bool = False) -> pd.DataFrame:
         """Open episodes (the actor's own, or all with ``everyone``): flagged patients first,

@@ -19,7 +19,9 @@ class PageSpec(NamedTuple):
 
 
 ROLE_PAGES: dict[str, tuple[PageSpec, ...]] = {
-    "therapist": (PageSpec("plan.py", "Plan treatment", "🩺"),
+    "therapist": (PageSpec("day.py", "My day", "📅"),
+                  PageSpec("plan.py", "Plan treatment", "🩺"),
+                  PageSpec("course.py", "Course of care", "📈"),
                   PageSpec("followup.py", "Record follow-up", "📋")),
     "data_staff": (PageSpec("data_import.py", "Import data", "📥"),
                    PageSpec("data_models.py", "Train and evaluate", "🧪")),

@@ -21,6 +21,7 @@ from recommender.services.identity import Actor
 from recommender.services.permissions import PermissionDenied
 from recommender.services.sessions import SessionEnded
 from recommender.settings import get_settings
+from recommender.web.navigation import PAGES_DIR
 from recommender.web.wording import plain
 
 SESSION_COOKIE = "recommender_session"
@@ -45,6 +46,12 @@ def actor() -> Actor:
     if current is None:
         st.stop()
     return current
+
+
+def open_patient(episode: str, script: str = "course.py") -> None:
+    """Open a patient's episode on another page (one click from a list)."""
+    st.session_state["course_episode"] = episode
+    st.switch_page(PAGES_DIR / script)
 
 
 def touch() -> None:

@@ -33,6 +33,9 @@ with st.form(f"followup-{episode}"):
     depression = st.number_input("Depression PHQ-2 0–6 (optional)", 0, 6, value=None, step=1,
                                  key=f"{k}-dep")
     adverse = st.checkbox("Adverse event attributed to treatment", key=f"{k}-adverse")
+    correction = st.text_input("Correcting a follow-up already recorded? Why", key=f"{k}-correction",
+                               help="A second follow-up replaces the first only with a reason; both "
+                                    "stay in the audit trail.")
     submitted = st.form_submit_button("Save follow-up", type="primary")
 if submitted:
     outcome = {"followup_pain_score": pain, "adherence": adherence,
@@ -41,7 +44,7 @@ if submitted:
                "adverse_event": adverse}
     try:
         svc.record_followup(me, episode, {k2: v for k2, v in outcome.items() if v is not None},
-                            lost_to_followup=lost)
+                            lost_to_followup=lost, correction_reason=correction)
         st.success(f"Follow-up saved for {text(episode)}.")
     except Exception as exc:  # noqa: BLE001
         show_refusal(exc)

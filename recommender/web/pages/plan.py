@@ -2,9 +2,9 @@
 
 import streamlit as st
 
-from recommender.outputs.fhir import care_plan_json
+from recommender.outputs.fhir import care_bundle_json
 from recommender.outputs.handout import Clinic, handout, handout_html, handout_lines
-from recommender.services import OVERRIDE_REASONS, InputRejected
+from recommender.services import OVERRIDE_REASONS, PLAN_CHANGE_REASONS, InputRejected
 from recommender.settings import get_settings
 from recommender.web.plan_form import (
     INTAKE_FIELDS,
@@ -16,7 +16,7 @@ from recommender.web.plan_form import (
     plan_controls,
     plan_lines,
 )
-from recommender.web.ui import actor, safe_file_name, service, show_refusal, text
+from recommender.web.ui import actor, open_patient, safe_file_name, service, show_refusal, text
 from recommender.web.wording import (
     EVIDENCE_HELP,
     INTERVAL_HELP,
@@ -111,6 +111,8 @@ if episode not in recs:
     if accepted:
         st.success("Accepted plan (decision {}): {}".format(accepted["decision_id"],
                                                             accepted["plan"].describe()))
+        if st.button("Record visits and follow progress", key=f"course-{episode}"):
+            open_patient(episode)
     st.stop()
 
 rec_id, rec = recs[episode]
@@ -184,7 +186,7 @@ if tuned.evidence_level == "limited":
     st.warning("Limited evidence: few past patients like this had a plan like this.")
 
 st.subheader("Accept")
-reason_code, note, change_reason = None, "", ""
+reason_code, note, change_code, change_reason = None, "", None, ""
 if changed:
     st.info("This plan differs from the recommendation in: " + labels(changed) + ".")
     reason_code = st.selectbox("Reason for the difference", list(OVERRIDE_REASONS),
@@ -195,20 +197,25 @@ changes_accepted = accepted is not None and plan != accepted["plan"]
 if changes_accepted:
     st.warning("This episode already has an accepted plan. Accepting this one replaces it; both "
                "stay on record.")
-    change_reason = st.text_input("Why change the accepted plan?", key=f"chg-{k}")
+    change_code = st.selectbox("Why change the accepted plan?", list(PLAN_CHANGE_REASONS),
+                               format_func=PLAN_CHANGE_REASONS.get, index=None, key=f"chgc-{k}",
+                               placeholder="Choose a reason")
+    change_reason = st.text_input("Note on the change", key=f"chg-{k}")
 if st.button("Accept plan" if not changes_accepted else "Replace the accepted plan", type="primary",
              key=f"accept-{k}", disabled=accepted is not None and not changes_accepted):
     try:
         svc.accept(me, rec_id, plan, reason_code=reason_code, reason_text=note,
-                   change_reason=change_reason)
+                   change_code=change_code, change_reason=change_reason)
         st.rerun()
     except Exception as exc:  # noqa: BLE001 - every refusal is shown, nothing half-stored
         show_refusal(exc)
 
 if accepted:
     shown = accepted["plan"]
-    st.success(f"Accepted plan (decision {accepted['decision_id']}, {text(accepted['decided_by'])}, "
-               f"{local_time(accepted['decided_at'])}): {shown.describe()}")
+    st.success(f"Accepted plan (decision {accepted['decision_id']}, "
+               f"{text(accepted['decided_by'])}, {local_time(accepted['decided_at'])}): {shown.describe()}")
+    if st.button("Record visits and follow progress", key=f"course-{episode}"):
+        open_patient(episode)
     settings = get_settings()
     sheet = handout(intake["patient_id"], shown, rec.gate,
                     Clinic(settings.clinic_name, settings.clinic_contact), accepted["decided_by"], today())
@@ -217,7 +224,8 @@ if accepted:
     d1, d2 = st.columns(2)
     d1.download_button("Printable handout (HTML)", handout_html(sheet), file_name=safe_file_name(f"plan-{episode}.html"),
                        mime="text/html", key="dl-handout", on_click="ignore")
-    d2.download_button("FHIR CarePlan (JSON)",
-                       lambda: care_plan_json(episode, intake["patient_id"], shown, rec.gate),
+    d2.download_button("FHIR CarePlan with pain scores (JSON)",
+                       lambda: care_bundle_json(episode, intake["patient_id"], shown, rec.gate,
+                                                svc.progress(me, episode).pain_scores()),
                        file_name=safe_file_name(f"careplan-{episode}.json"), mime="application/fhir+json", key="dl-fhir",
                        on_click="ignore")
