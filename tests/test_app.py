@@ -262,6 +262,8 @@ def test_day_list_opens_a_patient_whose_review_is_capped_by_discomfort(demo_env)
     no_exception(at)
     assert any("Visit saved" in shown(s) for s in at.success)
     assert any("no firmer than gentle" in w.value for w in at.warning)  # moderate hurt too
+    at.session_state[f"section-{DISCOMFORT_EPISODE}"] = "Review the plan"
+    at.run()
     at.button(key=f"review-{DISCOMFORT_EPISODE}").click().run()
     no_exception(at)
     assert any("Massage capped" in w.value and "no firmer than gentle" in w.value for w in at.warning)

@@ -11,10 +11,12 @@ import pandas as pd
 from recommender.contract.columns import PLAN
 from recommender.contract.visits import VISIT_CONTRAINDICATIONS
 from recommender.safety.plans import Plan
+from recommender.safety.tolerance import HIGH_DISCOMFORT
 from recommender.services.care import Progress
 from recommender.services.course import FLAG_TEXT
 from recommender.web.wording import local_time
 
+SECTIONS = ("Record a visit", "Review the plan", "Visits", "Plan history")
 KIND_LABELS = {"session": "Treatment session", "review": "Review", "end_of_programme": "End of programme"}
 CONTRAINDICATION_FIELDS = tuple((c.name, c.label, c.type.value) for c in VISIT_CONTRAINDICATIONS)
 
@@ -36,10 +38,23 @@ def pain_chart(progress: Progress) -> alt.LayerChart:
 
 
 def discomfort_frame(progress: Progress) -> pd.DataFrame:
-    """Discomfort during treatment by visit date (visits with treatment only)."""
-    rows = [{"date": pd.Timestamp(v.visit_date), "discomfort": v.discomfort}
+    """Discomfort during treatment at each visit with treatment (one row per visit)."""
+    rows = [{"date": pd.Timestamp(v.visit_date), "visit": v.id, "discomfort": v.discomfort,
+             "massage": v.massage_intensity}
             for v in progress.visits if v.discomfort is not None]
-    return pd.DataFrame(rows, columns=["date", "discomfort"]).set_index("date")
+    return pd.DataFrame(rows, columns=["date", "visit", "discomfort", "massage"])
+
+
+def discomfort_chart(progress: Progress) -> alt.LayerChart:
+    """Discomfort per visit (never summed over a day) with the rule's threshold drawn in."""
+    data = discomfort_frame(progress)
+    scale = alt.Scale(domain=[0, 10])
+    points = alt.Chart(data).mark_line(point=True).encode(
+        x=alt.X("date:T", title="Date"), y=alt.Y("discomfort:Q", scale=scale, title="Discomfort (0–10)"),
+        tooltip=["date:T", "visit:Q", "discomfort:Q", "massage:N"])
+    threshold = alt.Chart(pd.DataFrame({"high": [HIGH_DISCOMFORT]})).mark_rule(
+        strokeDash=[4, 4], color="#c0392b").encode(y="high:Q")
+    return alt.layer(points, threshold)
 
 
 def flag_lines(progress: Progress) -> list[str]:

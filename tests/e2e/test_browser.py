@@ -48,8 +48,14 @@ def test_every_page_of_every_role_opens_with_data(page, app_url, role):
         no_exception(page)
 
 
+def open_page(page, title: str) -> None:
+    page.get_by_role("link", name=title).click()
+    expect(page.get_by_role("heading", name=title)).to_be_visible()
+
+
 def test_therapist_plans_accepts_and_records_two_follow_ups(page, app_url):
     sign_in(page, app_url, "therapist")
+    open_page(page, "Plan treatment")
     choose_episode(page, "DEMO-0003")
     page.get_by_role("button", name="Recommend a plan").click()
     expect(page.get_by_text("Recommended plan")).to_be_visible()
@@ -70,8 +76,10 @@ def test_therapist_plans_accepts_and_records_two_follow_ups(page, app_url):
     expect(page.get_by_text(re.compile(r"Accepted plan \(decision \d+"))).to_be_visible()
     expect(page.get_by_text("Tell your therapist if anything is uncomfortable", exact=False)).to_be_visible()
     with page.expect_download() as download:
-        page.get_by_role("button", name="FHIR CarePlan (JSON)").click()
-    assert '"resourceType": "CarePlan"' in open(download.value.path()).read()
+        page.get_by_role("button", name="FHIR CarePlan with pain scores (JSON)").click()
+    bundle = open(download.value.path()).read()
+    assert '"resourceType": "Bundle"' in bundle and '"resourceType": "CarePlan"' in bundle
+    assert '"code": "72514-3"' in bundle  # the intake pain score, as an Observation
     no_exception(page)
 
     page.get_by_role("link", name="Record follow-up").click()
@@ -89,6 +97,7 @@ def test_therapist_plans_accepts_and_records_two_follow_ups(page, app_url):
 
 def test_sign_in_survives_a_reload(page, app_url):
     sign_in(page, app_url, "therapist")
+    open_page(page, "Plan treatment")
     choose_episode(page, "DEMO-0001")
     page.reload()
     expect(page.get_by_text("therapist ·")).to_be_visible()
@@ -102,6 +111,7 @@ def test_sign_in_survives_a_reload(page, app_url):
 
 def test_phlebitis_patient_never_gets_massage(page, app_url):
     sign_in(page, app_url, "therapist")
+    open_page(page, "Plan treatment")
     choose_episode(page, PHLEBITIS_EPISODE)
     page.get_by_role("button", name="Recommend a plan").click()
     expect(page.get_by_text("phlebitis", exact=False).first).to_be_visible()
@@ -116,6 +126,46 @@ def test_phlebitis_patient_never_gets_massage(page, app_url):
     expect(page.get_by_role("radiogroup").filter(has_text="none").get_by_role("radio")).to_have_count(1)
     page.get_by_role("button", name="Accept plan").click()
     expect(page.get_by_text(re.compile(r"Accepted plan \(decision \d+.*no massage"))).to_be_visible()
+
+
+def pick(page, box: str, option: str) -> None:
+    combo = page.get_by_role("combobox", name=box)
+    combo.click()
+    page.keyboard.type(option)
+    page.keyboard.press("Enter")
+    expect(combo).to_have_value(option)
+
+
+def test_day_list_two_painful_visits_and_a_review_capped_with_the_reason(page, app_url):
+    """The day list opens a patient in one click; two visits with discomfort 8/10 at moderate
+    massage, then a review: massage is capped at gentle, and the screen says why."""
+    from recommender.devtools.demo import IMPROVING_EPISODE
+
+    sign_in(page, app_url, "therapist")
+    expect(page.get_by_role("heading", name="My day")).to_be_visible()
+    expect(page.get_by_text("Repeated high discomfort").first).to_be_visible()
+    row = page.get_by_test_id("stHorizontalBlock").filter(has_text=IMPROVING_EPISODE)
+    row.get_by_role("button", name="Open").click()  # one click from the list
+    expect(page.get_by_role("heading", name="Course of care")).to_be_visible()
+    expect(page.get_by_text(f"episode {IMPROVING_EPISODE}")).to_be_visible()
+    for n in (1, 2):
+        settle(page)
+        page.get_by_role("spinbutton", name="Pain now (0–10)").fill("4")
+        pick(page, "Massage given", "moderate")
+        page.get_by_role("spinbutton", name="Discomfort during treatment (0–10)").fill("8")
+        page.get_by_role("button", name="Save visit").click()
+        expect(page.get_by_text(f"Visit saved for {IMPROVING_EPISODE}")).to_be_visible()
+        no_exception(page)
+    expect(page.get_by_text("no firmer than gentle", exact=False).first).to_be_visible()
+    page.get_by_role("radio", name="Review the plan").click()
+    page.get_by_role("button", name="Ask for a review").click()
+    expect(page.get_by_text("Massage capped", exact=False)).to_be_visible()
+    expect(page.get_by_text("Discomfort was 7/10 or more at 2 of the last 3 sessions with massage "
+                            "(at moderate intensity): massage no firmer than gentle",
+                            exact=False).first).to_be_visible()
+    table = page.get_by_test_id("stDataFrame").first
+    expect(table).to_be_visible()
+    no_exception(page)
 
 
 def test_data_staff_sees_every_bad_row_as_text(page, app_url, tmp_path):

@@ -10,6 +10,8 @@ from recommender.services import PLAN_CHANGE_REASONS
 from recommender.web.course_view import (
     CONTRAINDICATION_FIELDS,
     KIND_LABELS,
+    SECTIONS,
+    discomfort_chart,
     discomfort_frame,
     flag_lines,
     pain_chart,
@@ -71,15 +73,15 @@ if progress.visits or progress.path:
     st.caption("Red: pain at each visit. Dashed: the pain the accepted plan predicted, with its likely "
                "range (shaded; " + INTERVAL_HELP.lower().rstrip(".") + ") — drawn as a straight "
                "path to the end of the programme, the only point the model predicts.")
-discomfort = discomfort_frame(progress)
-if not discomfort.empty:
+if not discomfort_frame(progress).empty:
     st.markdown("**Discomfort during treatment (0–10)**")
-    st.bar_chart(discomfort, height=180)
+    st.altair_chart(discomfort_chart(progress).properties(height=180), use_container_width=True)
 
-record_tab, review_tab, visits_tab, plans_tab = st.tabs(
-    ["Record a visit", "Review the plan", "Visits", "Plan history"])
+# a keyed control, not tabs: the chosen section stays chosen across reruns
+section = st.segmented_control("Section", SECTIONS, default=SECTIONS[0], key=f"section-{episode}",
+                               label_visibility="collapsed") or SECTIONS[0]
 
-with record_tab:
+if section == SECTIONS[0]:
     if progress.ended:
         st.info("The programme has ended; correct a visit in the Visits tab if needed.")
     else:
@@ -119,7 +121,7 @@ with record_tab:
             except Exception as exc:  # noqa: BLE001 - every refusal is shown, nothing stored
                 show_refusal(exc)
 
-with review_tab:
+elif section == SECTIONS[1]:
     reviews = st.session_state.setdefault("reviews", {})
     if progress.ended:
         st.info("The programme has ended.")
@@ -171,7 +173,7 @@ with review_tab:
                 except Exception as exc:  # noqa: BLE001
                     show_refusal(exc)
 
-with visits_tab:
+elif section == SECTIONS[2]:
     table = visits_table(progress)
     if table.empty:
         st.info("No visits recorded yet.")
@@ -210,7 +212,7 @@ with visits_tab:
                 except Exception as exc:  # noqa: BLE001
                     show_refusal(exc)
 
-with plans_tab:
+else:
     st.dataframe(plan_history_table(progress), hide_index=True)
     last = progress.plans[-1]
     st.caption(f"Current since {local_time(last.decided_at)}, by {text(last.decided_by)}.")
