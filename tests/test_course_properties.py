@@ -5,6 +5,7 @@ follow their written rules (hypothesis)."""
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -127,3 +128,51 @@ def test_corrected_records_never_count(history):
     replaced = {r.supersedes_id for r in history if r.supersedes_id}
     assert not {v.id for v in visits} & replaced
     assert len(visits) == len(history) - len(replaced)
+
+
+@st.composite
+def recorded_visits(draw) -> list[dict]:
+    """Visit forms as a therapist might fill them in (some will be refused, as they should)."""
+    out = []
+    for days_ago in sorted(draw(st.lists(st.integers(0, 30), min_size=1, max_size=6)), reverse=True):
+        massage = draw(st.sampled_from(INTENSITIES))
+        visit = {"visit_date": (dt.date.today() - dt.timedelta(days=days_ago)).isoformat(),
+                 "kind": "session", "pain_score": draw(st.integers(0, 10)),
+                 "discomfort": draw(st.integers(0, 10)), "massage_intensity": massage,
+                 "training_given": True, "adverse_event": False}
+        visit.update(draw(st.one_of(st.just({}), found_at_visit)))
+        out.append(visit)
+    return out
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None, max_examples=12)
+@given(history=recorded_visits(), i=st.integers(0, 200))
+def test_the_review_service_never_offers_what_the_cap_or_the_gate_forbids(sqlite_service, trained,
+                                                                           history, i):
+    """The same property end to end: stored visits, then ClinicService.review."""
+    from recommender.safety import gate
+    from recommender.services import InputRejected
+    from tests.conftest import intake_dict
+
+    svc, me = sqlite_service, sqlite_service.actors["therapist"]
+    episode = f"PROP-{uuid.uuid4().hex[:12]}"
+    svc.save_intake(me, intake_dict(trained["cohort"], i, episode_id=episode, patient_id=episode,
+                                    intake_date=(dt.date.today() - dt.timedelta(days=60)).isoformat()))
+    rec_id, rec = svc.recommend(me, episode)
+    svc.accept(me, rec_id, rec.best.plan)
+    for visit in history:
+        try:
+            svc.record_visit(me, episode, visit)
+        except InputRejected:
+            pass  # e.g. massage recorded on a region found infected: refused, nothing stored
+    progress = svc.progress(me, episode)
+    if not progress.visits:
+        return
+    review = svc.review(me, episode)
+    state_now = review.state
+    for prediction in review.recommendation.ranked():
+        plan = prediction.plan
+        assert gate.evaluate(state_now).allows(plan)
+        assert not massage_is_contraindicated(svc.clinical.typed_intake(svc.intake(me, episode)), plan)
+        if progress.cap is not None:
+            assert not plan.has_massage or INTENSITY_LEVEL[plan.massage_intensity] <= progress.cap.max_level
