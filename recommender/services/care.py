@@ -32,7 +32,7 @@ from recommender.safety import gate
 from recommender.safety.plans import Plan
 from recommender.services import course
 from recommender.services.base import PLAN_CHANGE_REASONS, AccessControl, AuditedStore, InputRejected
-from recommender.services.clinical import ClinicalService
+from recommender.services.clinical import ClinicalService, typed_intakes
 from recommender.services.visits import ended_episode_ids, records_by_episode, visit_record, visit_records
 from recommender.services.identity import Actor
 from recommender.services.permissions import Action
@@ -310,9 +310,8 @@ class CareService:
                                ).scalars():
                 decisions.setdefault(d.episode_id, []).append(d)
             records = records_by_episode(s, ids)
-        rows = []
-        for e in episodes:
-            intake = self.clinical.typed_intake(e.intake)
+        rows, today = [], clinic_today()
+        for e, intake in zip(episodes, typed_intakes([e.intake for e in episodes])):
             visits = course.effective(records.get(e.id, []))
             state = self.clinical.episode_state_from(intake, visits)
             plans = [PlanChange(d.id, Plan(**d.accepted_plan), d.decided_by, d.decided_at, "",
@@ -321,7 +320,7 @@ class CareService:
             plan = plans[-1].plan if plans else None
             flags = course.flags(float(intake["pain_score"]), start,
                                  plan.programme_weeks if plan else None, visits)
-            due = course.due(clinic_today(), plan, start, state.now, visits)
+            due = course.due(today, plan, start, state.now, visits)
             rows.append({
                 "episode_id": e.episode_code, "patient_id": patients.get(e.patient_id, ""),
                 "flags": "; ".join(course.FLAG_TEXT[f].split(":")[0] for f in flags),

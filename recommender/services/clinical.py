@@ -80,6 +80,15 @@ class Review:
     cap: DiscomfortCap | None
 
 
+def typed_intakes(records: list[dict]) -> list[dict]:
+    """Stored intake records back as typed values, through the contract reader in one pass
+    (the reader is the one definition of every type; one pass keeps long lists fast)."""
+    if not records:
+        return []
+    frame = pd.DataFrame([{k: ("" if v is None else v) for k, v in r.items()} for r in records])
+    return read_episodes(to_csv_bytes(frame), Kind.INTAKE).frame.to_dict("records")
+
+
 class ClinicalService:
     """Therapists' work: intake, recommend, tune, accept (gate re-checked), follow-up."""
 
@@ -162,8 +171,7 @@ class ClinicalService:
     @staticmethod
     def typed_intake(record: dict) -> dict:
         """A stored intake record back as typed values (booleans, region sets, numbers)."""
-        frame = pd.DataFrame([{k: ("" if v is None else v) for k, v in record.items()}])
-        return read_episodes(to_csv_bytes(frame), Kind.INTAKE).frame.iloc[0].to_dict()
+        return typed_intakes([record])[0]
 
     def episode_state(self, s, episode: Episode) -> EpisodeState:
         """The episode as it stands, read in session ``s``."""
