@@ -24,7 +24,7 @@ from recommender.contract.columns import (
 )
 from recommender.contract.csv_io import format_cell, read_episodes, to_csv_bytes
 from recommender.contract.validation import parse_column
-from recommender.model.engine import Recommendation
+from recommender.model.engine import PlanPrediction, Recommendation
 from recommender.safety import gate
 from recommender.safety.plans import Plan
 from recommender.safety.tolerance import DiscomfortCap
@@ -75,7 +75,7 @@ class Review:
     recommendation_id: int
     recommendation: Recommendation
     current_plan: Plan | None
-    current_prediction: object | None  # PlanPrediction of the current plan, from the state now
+    current_prediction: PlanPrediction | None  # the current plan, from the state now
     state: dict
     cap: DiscomfortCap | None
 
@@ -90,7 +90,8 @@ def typed_intakes(records: list[dict]) -> list[dict]:
 
 
 class ClinicalService:
-    """Therapists' work: intake, recommend, tune, accept (gate re-checked), follow-up."""
+    """Therapists' work: intake, recommend or review, tune, accept (gate and discomfort cap
+    re-checked), follow-up."""
 
     def __init__(self, store: AuditedStore, access: AccessControl, models: RegistryService) -> None:
         self.store = store
@@ -185,18 +186,16 @@ class ClinicalService:
     def recommend(self, actor: Actor, episode_code: str) -> tuple[int, Recommendation]:
         """Recommend for a stored episode, from the patient's state now, and record it."""
         actor = self.access.require(actor, Action.RECOMMEND, f"episode:{episode_code}")
-        return self._recommend(actor, episode_code, review=False)
+        rec_id, rec, _, _ = self._recommend(actor, episode_code, review=False)
+        return rec_id, rec
 
     def review(self, actor: Actor, episode_code: str) -> Review:
         """Re-plan at a visit: recommend from the current pain, the discomfort seen and any
         contraindication found since, capped by the discomfort rule, beside the current plan."""
         actor = self.access.require(actor, Action.RECOMMEND, f"episode:{episode_code}")
-        rec_id, rec = self._recommend(actor, episode_code, review=True)
-        _, model = self.models.current_model()
+        rec_id, rec, state, model = self._recommend(actor, episode_code, review=True)
         with self.store.read() as s:
-            episode = self._episode(s, episode_code)
-            state = self.episode_state(s, episode)
-            active = self._active_decision(s, episode.id)
+            active = self._active_decision(s, self._episode(s, episode_code).id)
         current = Plan(**active.accepted_plan) if active else None
         prediction = None
         if current is not None:
@@ -204,7 +203,9 @@ class ClinicalService:
             prediction = dataclasses.replace(prediction, blocked_by=tuple(state.blocked_by(current)))
         return Review(rec_id, rec, current, prediction, state.now, state.cap)
 
-    def _recommend(self, actor: Actor, episode_code: str, review: bool) -> tuple[int, Recommendation]:
+    def _recommend(self, actor: Actor, episode_code: str, review: bool):
+        """Recommend from the episode's state now and record it: (id, recommendation, the
+        state it was made from, the model that made it)."""
         version, model = self.models.current_model()
         with self.store.read() as s:
             episode = self._episode(s, episode_code)
@@ -240,7 +241,7 @@ class ClinicalService:
                             "gate_rule_ids": list(rec.gate.rule_ids),
                             "discomfort_cap": None if cap is None else cap.max_intensity,
                             "state": output["state"]})
-            return row.id, rec
+            return row.id, rec, state, model
 
     def tune(self, actor: Actor, episode_code: str, plan: Plan, audit: bool = True):
         """Predicted outcome of a plan the therapist is adjusting, for the patient now
@@ -379,17 +380,20 @@ class ClinicalService:
 
     def _prediction(self, rec: RecommendationRecord, state: EpisodeState, plan: Plan) -> dict:
         """What the model said of the accepted plan, from the pain it was planned at: the
-        stored ranking when the plan is in it, else the model of that recommendation now."""
+        stored ranking when the plan is in it, else the current model's prediction now (a
+        plan the therapist tuned); the version that predicted it is kept with it."""
         key = plan.as_dict()
         ranked = next((p for p in rec.output["ranked"] if p["plan"] == key), None)
+        version = rec.model_version
         if ranked is None:
-            _, model = self.models.current_model()
+            current, model = self.models.current_model()
             p = model.predict_plans(state.now, [plan])[0]
             ranked = {"predicted_reduction": round(p.predicted_reduction, 3),
                       "interval": [round(p.interval_low, 3), round(p.interval_high, 3)]}
+            version = current.version
         return {"baseline_pain": float(state.now["pain_score"]),
                 "predicted_reduction": ranked["predicted_reduction"],
-                "interval": list(ranked["interval"]), "model_version": rec.model_version}
+                "interval": list(ranked["interval"]), "model_version": version}
 
     def record_followup(self, actor: Actor, episode_code: str, outcome: dict,
                         lost_to_followup: bool = False, correction_reason: str = "") -> None:
