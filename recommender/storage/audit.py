@@ -34,7 +34,8 @@ from recommender.storage.schema import AuditEvent, AuditHead
 GENESIS = "0" * 64
 ACTIONS = ("login", "logout", "failed_login", "lockout", "recommend", "tune", "accept", "override",
            "followup", "import", "train", "promote", "rollback", "user_change", "export", "denied",
-           "intake", "verify", "head_gap", "accept_refused", "session_end", "models_gc")
+           "intake", "verify", "head_gap", "accept_refused", "session_end", "models_gc",
+           "evaluate", "job_submit", "job_done", "job_failed")
 
 
 # Column lengths of audit_events: longer labels are clipped (the full values are in before/after).
