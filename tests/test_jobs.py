@@ -122,3 +122,19 @@ def test_the_worker_command_runs_the_queue_and_a_second_one_gives_way(service, m
         assert main(["worker", "--database-url", service.db.url]) == 1
     finally:
         holder.release()
+
+
+def test_a_page_reports_each_ended_job_in_words():
+    from recommender.services.jobs import JobView
+    from recommender.web.jobs import outcome
+
+    def job(kind, state="done", result=None, error="", **params):
+        return JobView(1, kind, params, state, 1.0, "", result, error, "ann", utcnow())
+
+    assert outcome(job("train", result={"version": 3})) == ("success", "Trained model version 3.")
+    refused = {"passed": False, "message": "refused: only 3 followed-up episode(s)"}
+    assert outcome(job("promote", result=refused)) == ("error", f"Promotion gate: {refused['message']}")
+    assert outcome(job("promote", result=refused, force=True))[0] == "success"
+    assert outcome(job("compare", result=refused))[0] == "warning"
+    assert outcome(job("import", "failed", error="import failed: a.csv: 2 invalid row(s)\nrow 3 …")) == \
+        ("error", "import failed: a.csv: 2 invalid row(s)")
