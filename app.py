@@ -6,12 +6,18 @@ import time
 
 import streamlit as st
 
-from recommender.devtools import demo
-from recommender.services import AuditUnavailable
-from recommender.services.identity import SignInFailed
-from recommender.services.sessions import SessionEnded
-from recommender.web.navigation import ROLE_PAGES
-from recommender.web.ui import (
+from recommender.settings import get_settings
+from recommender.threads import limit_threads
+
+limit_threads(get_settings().app_threads)  # before scikit-learn loads OpenMP: see recommender/threads.py
+
+from recommender.devtools import demo  # noqa: E402
+from recommender.services import AuditUnavailable  # noqa: E402
+from recommender.services.identity import SignInFailed  # noqa: E402
+from recommender.services.sessions import SessionEnded  # noqa: E402
+from recommender.web.jobs import ensure_worker  # noqa: E402
+from recommender.web.navigation import ROLE_PAGES  # noqa: E402
+from recommender.web.ui import (  # noqa: E402
     idle_timeout_seconds,
     is_idle,
     resume_from_cookie,
@@ -19,7 +25,7 @@ from recommender.web.ui import (
     touch,
     write_cookie,
 )
-from recommender.web.wording import ROLE_LABELS
+from recommender.web.wording import ROLE_LABELS  # noqa: E402
 
 st.set_page_config(page_title="Pain plan recommender", page_icon="🩺", layout="wide")
 
@@ -73,6 +79,7 @@ def sign_out(reason: str = "") -> None:
 
 
 first_start()
+ensure_worker(service())  # heavy work runs there; started here when no worker runs
 if "actor" not in st.session_state and (resumed := resume_from_cookie()) is not None:
     st.session_state["actor"] = resumed
     touch()

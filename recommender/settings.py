@@ -48,6 +48,13 @@ class Settings(BaseSettings):
     max_file_mb: float = Field(50.0, description="Largest contract file accepted, in MB.")
     idle_minutes: float = Field(15.0, description="Idle minutes before the app signs a user out.")
     demo_episodes: int = Field(4000, description="Simulated past episodes seeded into a new demo clinic.")
+    start_worker: bool = Field(True, description="The app starts the job worker (`recommender worker`) "
+                                                 "when no worker runs. Set `0` where the worker runs as "
+                                                 "its own service.")
+    app_threads: int = Field(1, description="OpenMP/BLAS threads per app process (each user's "
+                                            "request is one thread of it).")
+    worker_threads: int = Field(1, description="OpenMP/BLAS threads of the job worker (training, "
+                                               "evaluation).")
     password: SecretStr | None = Field(None, description="CLI: password of `--user` (else a prompt).")
     new_password: SecretStr | None = Field(None, description="CLI: the new password for `users add` "
                                                              "and `users reset-password` (else a prompt).")
@@ -61,6 +68,13 @@ class Settings(BaseSettings):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Berlin)") from None
+        return value
+
+    @field_validator("app_threads", "worker_threads")
+    @classmethod
+    def _at_least_one(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("must be at least 1")
         return value
 
     @field_validator("max_file_mb", "idle_minutes")

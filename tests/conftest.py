@@ -194,6 +194,7 @@ def demo_env(demo_dir, monkeypatch):
     monkeypatch.setenv("RECOMMENDER_DATA_DIR", str(demo_dir / "data"))
     monkeypatch.setenv("RECOMMENDER_MODEL_DIR", str(demo_dir / "models"))
     monkeypatch.delenv("RECOMMENDER_DATABASE_URL", raising=False)
+    monkeypatch.setenv("RECOMMENDER_START_WORKER", "0")  # tests run the worker's jobs themselves
     from recommender.web import ui
 
     ui.service.clear()

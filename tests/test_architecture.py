@@ -15,6 +15,7 @@ PACKAGE = ROOT / "recommender"
 # What each layer may import of the package (besides itself).
 ALLOWED: dict[str, set[str]] = {
     "settings": set(),
+    "threads": set(),
     "__init__": set(),
     "contract": {"settings"},
     "safety": {"contract", "settings"},
@@ -22,9 +23,9 @@ ALLOWED: dict[str, set[str]] = {
     "storage": {"contract", "settings"},
     "outputs": {"contract", "safety", "settings"},
     "services": {"contract", "safety", "model", "storage", "outputs", "settings"},
-    "web": {"contract", "safety", "model", "outputs", "services", "settings"},
+    "web": {"contract", "safety", "model", "outputs", "services", "settings", "threads"},
     "cli": {"contract", "safety", "model", "storage", "outputs", "services", "settings", "devtools",
-            "__init__"},
+            "__init__", "threads"},
     "devtools": {"contract", "safety", "model", "storage", "services", "settings"},
 }
 STREAMLIT_LAYERS = {"web"}

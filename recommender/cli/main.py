@@ -13,12 +13,13 @@ from collections.abc import Sequence
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from recommender.cli import admin, data
+    from recommender.cli import admin, data, worker
 
     parser = argparse.ArgumentParser(prog="recommender", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     data.register(sub)
     admin.register(sub)
+    worker.register(sub)
     return parser
 
 

@@ -121,12 +121,23 @@ class AccessControl:
         self.store = store
         self.sessions = sessions
         self._read_only: dict[str, str] = {}  # token -> username, this process only
+        self._job_owners: dict[str, str] = {}  # token -> username, this (worker) process only
 
     def grant_read_only(self, username: str) -> str:
         """A token for read-only actions that writes nothing (`audit verify` signs in with it)."""
         token = "ro-" + secrets.token_urlsafe(24)
         self._read_only[token] = username
         return token
+
+    def grant_for_job(self, username: str) -> Actor:
+        """The worker acts for the user who submitted a job, with the rights the account has
+        *now* (re-read on every call, as for a session), even after their browser closed."""
+        token = "job-" + secrets.token_urlsafe(24)
+        self._job_owners[token] = username
+        return Actor(username, "", token)
+
+    def revoke(self, token: str) -> None:
+        self._job_owners.pop(token, None)
 
     def current(self, actor: Actor) -> Actor:
         """The actor as the database says now; raises SessionEnded (audited) otherwise."""
@@ -135,7 +146,9 @@ class AccessControl:
         token = actor.session_token or ""
         try:
             if token in self._read_only:
-                return self._read_only_actor(token)
+                return self._account_actor(token, self._read_only[token])
+            if token in self._job_owners:
+                return self._account_actor(token, self._job_owners[token])
             return self.sessions.resolve(token)
         except SessionEnded as exc:
             with self.store.write() as s:
@@ -143,9 +156,9 @@ class AccessControl:
                                f"user:{actor.username[:80]}", reason=f"no valid session: {exc}")
             raise
 
-    def _read_only_actor(self, token: str) -> Actor:
+    def _account_actor(self, token: str, username: str) -> Actor:
         with self.store.read() as s:
-            user = s.execute(select(User).where(User.username == self._read_only[token])).scalar_one_or_none()
+            user = s.execute(select(User).where(User.username == username)).scalar_one_or_none()
         if user is None or not user.active or user.locked:
             raise SessionEnded("the account is disabled or locked")
         return Actor(user.username, user.role, token)

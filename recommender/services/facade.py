@@ -20,6 +20,7 @@ from recommender.services.base import AccessControl, AuditedStore
 from recommender.services.care import CareService
 from recommender.services.clinical import ClinicalService
 from recommender.services.data import DataService
+from recommender.services.jobs import JobService
 from recommender.services.oversight import OversightService
 from recommender.services.registry import RegistryService
 from recommender.services.sessions import SessionRegistry
@@ -34,8 +35,9 @@ class ClinicService:
 
     ``accounts`` (sign-in, users), ``data`` (import, export), ``registry`` (train,
     evaluate, promote), ``clinical`` (intake, recommend, review, accept, follow-up),
-    ``care`` (visits, progress, the day list) and ``oversight`` (audit, statistics).
-    The most used methods are also offered here directly.
+    ``care`` (visits, progress, the day list), ``oversight`` (audit, statistics) and
+    ``jobs`` (heavy work queued for the worker).  The most used methods are also offered
+    here directly.
     """
 
     def __init__(self, db: Database, audit: AuditTrail | None = None,
@@ -51,6 +53,7 @@ class ClinicService:
         self.clinical = ClinicalService(store, access, models=self.registry)
         self.care = CareService(store, access, clinical=self.clinical)
         self.oversight = OversightService(store, access)
+        self.jobs = JobService(store, access)
 
         a, d, r, c, o = self.accounts, self.data, self.registry, self.clinical, self.oversight
         # accounts
@@ -64,6 +67,7 @@ class ClinicService:
         # registry
         self.current_version, self.current_model, self.train = r.current_version, r.current_model, r.train
         self.evaluate_version, self.compare_with_current = r.evaluate_version, r.compare_with_current
+        self.stored_evaluation = r.stored_evaluation
         self.promotion_verdict, self.promote, self.rollback = r.promotion_verdict, r.promote, r.rollback
         self.register_artifact, self.model_versions, self.model_card = (
             r.register_artifact, r.model_versions, r.model_card)
@@ -81,6 +85,8 @@ class ClinicService:
         self.verify_audit, self.audit_events, self.export_audit = (
             o.verify_audit, o.audit_events, o.export_audit)
         self.decisions_frame = o.decisions_frame
+        # jobs
+        self.submit_job, self.job, self.latest_job = self.jobs.submit, self.jobs.job, self.jobs.latest
 
 
 def open_service(url: str | None = None, check: bool = True) -> ClinicService:

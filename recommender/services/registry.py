@@ -71,7 +71,6 @@ class RegistryService:
         self.history = history
         self.model_dir = Path(model_dir)
         self._model_cache: dict[int, TreatmentRecommender] = {}
-        self._evaluation_cache: dict[int, tuple[dict | None, pd.DataFrame]] = {}
 
     @property
     def registry_dir(self) -> Path:
@@ -139,9 +138,11 @@ class RegistryService:
         card = model_card(model, parsed, "database export", hashlib.sha256(data).hexdigest(), seed,
                           fitted_ids=list(rows.loc[~is_held, "episode_id"]))
         card["holdout"] = {"episodes": list(held_rows["episode_id"]), "share": holdout, **verdict}
+        evaluation = self._evaluation_record(model, held_rows)
         path, card = self._publish(lambda tmp: save_model(model, tmp, card))
         return self._add_version(actor, path, card, verdict,
-                                 {"rows": len(rows), "holdout_rows": len(held_rows), **verdict})
+                                 {"rows": len(rows), "holdout_rows": len(held_rows), **verdict},
+                                 evaluation)
 
     def register_artifact(self, actor: Actor, path: str | Path) -> int:
         """Register an artifact this installation trained elsewhere (`recommender train`).
@@ -151,15 +152,19 @@ class RegistryService:
         actor = self.access.require(actor, Action.TRAIN)
         path = Path(path)
 
+        loaded: list[TreatmentRecommender] = []
+
         def copy(tmp: Path) -> dict:
             shutil.copyfile(path, tmp)
             shutil.copyfile(card_path(path), card_path(tmp))
-            _, card = load_model(tmp)  # signature, size and hash of exactly what is kept
+            model, card = load_model(tmp)  # signature, size and hash of exactly what is kept
+            loaded.append(model)
             return card
 
         published, card = self._publish(copy)
+        evaluation = self._evaluation_record(loaded[0], self._card_holdout_rows(card))
         return self._add_version(actor, published, card, {"value": None, "ci_low": None, "ci_high": None},
-                                 {"registered": str(path)})
+                                 {"registered": str(path)}, evaluation)
 
     def _publish(self, write) -> tuple[Path, dict]:
         """Write an artifact (and card) under a temporary name, then move it to its
@@ -176,7 +181,8 @@ class RegistryService:
             card_path(tmp).unlink(missing_ok=True)
         return final, card
 
-    def _add_version(self, actor: Actor, path: Path, card: dict, verdict: dict, audit: dict) -> int:
+    def _add_version(self, actor: Actor, path: Path, card: dict, verdict: dict, audit: dict,
+                     evaluation: dict) -> int:
         """Allocate the next version number in the row's own transaction (retried on a clash)."""
         for attempt in range(VERSION_ALLOCATION_ATTEMPTS):
             try:
@@ -185,7 +191,8 @@ class RegistryService:
                     s.add(ModelVersion(version=version, artifact_path=str(path.resolve()),
                                        artifact_sha256=card["artifact_sha256"], card=card,
                                        policy_value=verdict["value"], policy_value_low=verdict["ci_low"],
-                                       policy_value_high=verdict["ci_high"], created_by=actor.username))
+                                       policy_value_high=verdict["ci_high"], evaluation=evaluation,
+                                       created_by=actor.username))
                     s.flush()
                     self.store.log(s, actor, "train", f"model:v{version}", None,
                                    {"version": version, "sha256": card["artifact_sha256"], **audit})
@@ -244,7 +251,10 @@ class RegistryService:
 
     def _holdout_rows(self, candidate: ModelVersion) -> pd.DataFrame:
         """The version's own held-out cohort, as recorded now."""
-        held_codes = set(candidate.card.get("holdout", {}).get("episodes", []))
+        return self._card_holdout_rows(candidate.card)
+
+    def _card_holdout_rows(self, card: dict) -> pd.DataFrame:
+        held_codes = set(card.get("holdout", {}).get("episodes", []))
         rows = self._recorded_rows()
         if not held_codes or not len(rows):
             return rows.iloc[0:0]
@@ -271,24 +281,40 @@ class RegistryService:
         return rows[~rows["episode_id"].isin(trained_on)].reset_index(drop=True)
 
     def evaluate_version(self, actor: Actor, version: int) -> tuple[dict | None, pd.DataFrame]:
-        """Evaluation report on the version's held-out cohort, and per-episode predictions."""
+        """The version's held-out evaluation: the stored one, or (for a version registered
+        before evaluations were stored) computed now and stored with it, once."""
         actor = self.access.require(actor, Action.EVALUATE, f"model:v{version}")
-        if version not in self._evaluation_cache:  # a version and its held-out cohort never change
-            self._evaluation_cache[version] = self._evaluate_version(version)
-        return self._evaluation_cache[version]
-
-    def _evaluate_version(self, version: int) -> tuple[dict | None, pd.DataFrame]:
         candidate = self._version(version)
-        rows = self._holdout_rows(candidate)
+        if candidate.evaluation is not None:
+            return _evaluation_view(candidate.evaluation)
+        evaluation = self._evaluation_record(self.load_version(candidate), self._holdout_rows(candidate))
+        with self.store.write() as s:
+            row = s.get(ModelVersion, version)
+            if row.evaluation is None:  # a concurrent job may have stored it first
+                row.evaluation = evaluation
+                self.store.log(s, actor, "evaluate", f"model:v{version}", None,
+                               {"rows": (evaluation["report"] or {}).get("rows", 0)})
+            evaluation = row.evaluation
+        return _evaluation_view(evaluation)
+
+    def stored_evaluation(self, actor: Actor, version: int) -> tuple[dict | None, pd.DataFrame] | None:
+        """The stored evaluation (None: not evaluated yet) — what pages show; never computes."""
+        actor = self.access.require(actor, Action.EVALUATE, f"model:v{version}")
+        evaluation = self._version(version).evaluation
+        return None if evaluation is None else _evaluation_view(evaluation)
+
+    @staticmethod
+    def _evaluation_record(model: TreatmentRecommender, rows: pd.DataFrame) -> dict:
+        """Report and per-episode predicted/observed points on a held-out cohort, as JSON."""
         if len(rows) == 0 or rows["followup_pain_score"].notna().sum() < MIN_HELDOUT_OUTCOMES:
-            return None, pd.DataFrame()
-        model = self.load_version(candidate)
+            return {"report": None, "points": None}
         report = evaluate(model, rows)
         preds = model.predict_paired(rows, encode_frame(rows))
         observed = (rows["pain_score"] - rows["followup_pain_score"]).to_numpy(float)
-        frame = pd.DataFrame({"predicted": preds["mean"], "observed": observed,
-                              "covered": (observed >= preds["low"]) & (observed <= preds["high"])})
-        return report, frame[rows["followup_pain_score"].notna().to_numpy()]
+        keep = rows["followup_pain_score"].notna().to_numpy()
+        points = {"predicted": preds["mean"][keep], "observed": observed[keep],
+                  "covered": ((observed >= preds["low"]) & (observed <= preds["high"]))[keep]}
+        return json_safe({"report": report, "points": {k: v.tolist() for k, v in points.items()}})
 
     def _version(self, version: int) -> ModelVersion:
         with self.store.read() as s:
@@ -346,13 +372,7 @@ class RegistryService:
                 cohort_file: str | Path | None = None) -> PromotionVerdict:
         """Make ``version`` current if it passes the gate; a supervisor may force it with a reason."""
         actor = self.access.current(actor)
-        if force:
-            action = Action.FORCE_PROMOTE
-        elif actor.role == Role.DATA_STAFF.value:
-            action = Action.REQUEST_PROMOTION  # data staff ask; the gate decides
-        else:
-            action = Action.PROMOTE
-        actor = self.access.require(actor, action, f"model:v{version}")
+        actor = self.access.require(actor, promotion_action(actor.role, force), f"model:v{version}")
         if force and not reason.strip():
             raise InputRejected("forcing a promotion needs a reason")
         current = self.current_version()
@@ -439,3 +459,32 @@ class RegistryService:
             card.pop(name, None)
         card["holdout"] = {k: v for k, v in card.get("holdout", {}).items() if k != "episodes"}
         return card
+
+
+def promotion_action(role: str, force: bool) -> Action:
+    """What promoting means for this role: data staff request (the gate decides), supervisors
+    promote, and forcing past the gate is its own right."""
+    if force:
+        return Action.FORCE_PROMOTE
+    return Action.REQUEST_PROMOTION if role == Role.DATA_STAFF.value else Action.PROMOTE
+
+
+def json_safe(value):
+    """Plain JSON values for a JSON column: numpy scalars unwrapped, NaN and ±inf as null
+    (PostgreSQL's json type refuses them)."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def _evaluation_view(evaluation: dict) -> tuple[dict | None, pd.DataFrame]:
+    """A stored evaluation as the pages use it: the report and a points frame."""
+    points = evaluation.get("points")
+    frame = pd.DataFrame(points) if points else pd.DataFrame(columns=["predicted", "observed", "covered"])
+    return evaluation.get("report"), frame

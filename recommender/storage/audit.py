@@ -35,7 +35,8 @@ GENESIS = "0" * 64
 ACTIONS = ("login", "logout", "failed_login", "lockout", "recommend", "tune", "accept", "override",
            "followup", "import", "train", "promote", "rollback", "user_change", "export", "denied",
            "intake", "verify", "head_gap", "accept_refused", "session_end", "models_gc",
-           "followup_corrected", "visit", "visit_corrected", "review", "export_visits")
+           "followup_corrected", "visit", "visit_corrected", "review", "export_visits",
+           "evaluate", "job_submit", "job_done", "job_failed")
 
 
 # Column lengths of audit_events: longer labels are clipped (the full values are in before/after).

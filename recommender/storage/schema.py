@@ -12,6 +12,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -156,6 +157,9 @@ class ModelVersion(Base):
     policy_value_high: Mapped[float | None] = mapped_column(Float, nullable=True)
     created_by: Mapped[str] = mapped_column(String(80))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The held-out evaluation, computed once when the version is trained or registered (or by
+    # an evaluate job for versions older than schema 0005); pages read it, never recompute it.
+    evaluation: Mapped[dict | None] = mapped_column(JSON, nullable=True)
 
 
 class Promotion(Base):
@@ -214,3 +218,27 @@ class UserSession(Base):
     last_seen_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     revoked_reason: Mapped[str] = mapped_column(String(80), default="")
+
+
+class Job(Base):
+    """Heavy work (train, evaluate, compare, promote, roll back, import) run by the worker
+    process, not by a page: who asked for what, its state, progress, result or error, and
+    the worker's heartbeat (a running job whose heartbeat stops is marked failed)."""
+
+    __tablename__ = "jobs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20), index=True)
+    params: Mapped[dict] = mapped_column(JSON)
+    # an uploaded file for an import job; cleared when the job ends
+    payload: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    state: Mapped[str] = mapped_column(String(20), index=True)  # queued, running, done, failed
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    message: Mapped[str] = mapped_column(String(200), default="")
+    result: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    error: Mapped[str] = mapped_column(Text, default="")
+    submitted_by: Mapped[str] = mapped_column(String(80))
+    submitted_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    worker: Mapped[str] = mapped_column(String(120), default="")
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -1,27 +1,24 @@
-"""Data staff: retrain, read the evaluation, compare with the current model, promote or roll back."""
+"""Data staff: retrain, read the evaluation, compare with the current model, promote or roll back.
+
+Training, evaluation, comparison, promotion and rollback run as jobs in the worker; this
+page submits them and follows their progress, and shows evaluations from storage."""
 
 import altair as alt
 import pandas as pd
 import streamlit as st
 
+from recommender.services.jobs import JobKind
+from recommender.web.jobs import show_job, submit
 from recommender.web.reports import card_summary
-from recommender.web.ui import actor, service, show_refusal, text
+from recommender.web.ui import actor, service
 from recommender.web.wording import local_times
 
 svc, me = service(), actor()
 st.title("Train and evaluate")
 
-if flash := st.session_state.pop("models_flash", None):
-    getattr(st, flash[0])(flash[1])
-
 if st.button("Retrain on the recorded history", type="primary", key="retrain"):
-    bar = st.progress(0.0, text="starting")
-    try:
-        version = svc.train(me, progress=lambda f, m: bar.progress(min(f, 1.0), text=m))
-        st.session_state["models_flash"] = ("success", f"Trained model version {version}.")
-        st.rerun()
-    except Exception as exc:  # noqa: BLE001
-        show_refusal(exc)
+    submit(svc, me, JobKind.TRAIN)
+show_job(svc, me, JobKind.TRAIN, "Retraining")
 
 versions = svc.model_versions(me)
 if versions.empty:
@@ -38,11 +35,16 @@ with st.expander(f"Model card of v{version}"):
     for label_text, value in card_summary(svc.model_card(me, version)):
         st.text(f"{label_text}: {value}")
 
-with st.spinner(f"Evaluating v{version} on its held-out episodes…"):
-    report, rows = svc.evaluate_version(me, version)
-if report is None:
+stored = svc.stored_evaluation(me, version)
+if stored is None:  # registered before evaluations were stored with their version
+    st.info(f"v{version} has not been evaluated yet.")
+    if st.button(f"Evaluate v{version}", key="evaluate"):
+        submit(svc, me, JobKind.EVALUATE, {"version": version})
+    show_job(svc, me, JobKind.EVALUATE, f"Evaluating v{version}", version=version)
+elif stored[0] is None:
     st.info("This version has no held-out episodes of this clinic to evaluate on.")
 else:
+    report, rows = stored
     p = report["prediction"]
     c1, c2, c3 = st.columns(3)
     c1.metric("Mean absolute error", f"{p['mae']:.2f} points")
@@ -69,34 +71,23 @@ st.subheader("Compare and promote")
 current = versions[versions["current"]]
 st.text(f"Current model: v{int(current['version'].iloc[0])}" if len(current) else "No current model.")
 if st.button(f"Compare v{version} with the current model", key="compare"):
-    try:
-        with st.spinner("Evaluating both models on episodes the candidate never saw…"):
-            verdict = svc.compare_with_current(me, version)
-        table = [{"model": f"v{version} (candidate)", "policy value": verdict.candidate_value,
-                  "95% CI": verdict.candidate_ci}]
-        if verdict.current_value is not None:
-            table.append({"model": "current", "policy value": verdict.current_value,
-                          "95% CI": verdict.current_ci})
-        st.dataframe(table, hide_index=True)
-        (st.success if verdict.passed else st.warning)(f"Promotion gate would say: {text(verdict.message)}")
-    except Exception as exc:  # noqa: BLE001
-        show_refusal(exc)
+    submit(svc, me, JobKind.COMPARE, {"version": version})
+compared = show_job(svc, me, JobKind.COMPARE, f"Comparing v{version}", version=version)
+if compared is not None and compared.result:
+    verdict = compared.result
+    table = [{"model": f"v{version} (candidate)", "policy value": verdict["candidate_value"],
+              "95% CI": verdict["candidate_ci"]}]
+    if verdict["current_value"] is not None:
+        table.append({"model": "current", "policy value": verdict["current_value"],
+                      "95% CI": verdict["current_ci"]})
+    st.dataframe(table, hide_index=True)
 c1, c2 = st.columns(2)
-if c1.button(f"Request promotion of v{version}", key="promote"):
-    try:
-        with st.spinner("Running the promotion gate…"):
-            verdict = svc.promote(me, version)
-        st.session_state["models_flash"] = ("success" if verdict.passed else "error",
-                                            f"Promotion gate: {text(verdict.message)}")
-        st.rerun()
-    except Exception as exc:  # noqa: BLE001
-        show_refusal(exc)
-reason = c2.text_input("Reason for rollback", key="rollback_reason")
-if c2.button("Roll back to the previous model", key="rollback"):
-    try:
-        with st.spinner("Checking the previous model again…"):
-            restored = svc.rollback(me, reason)
-        st.session_state["models_flash"] = ("success", f"Current model is now v{restored}.")
-        st.rerun()
-    except Exception as exc:  # noqa: BLE001
-        show_refusal(exc)
+with c1:
+    if st.button(f"Request promotion of v{version}", key="promote"):
+        submit(svc, me, JobKind.PROMOTE, {"version": version, "force": False, "reason": ""})
+    show_job(svc, me, JobKind.PROMOTE, f"Promoting v{version}", version=version)
+with c2:
+    reason = st.text_input("Reason for rollback", key="rollback_reason")
+    if st.button("Roll back to the previous model", key="rollback"):
+        submit(svc, me, JobKind.ROLLBACK, {"reason": reason})
+    show_job(svc, me, JobKind.ROLLBACK, "Rolling back")

@@ -1,15 +1,17 @@
-"""Supervisor: model versions and their cards; promote, or force with a recorded reason."""
+"""Supervisor: model versions and their cards; promote, or force with a recorded reason.
+
+The promotion gate runs as a job in the worker; this page submits it and follows it."""
 
 import streamlit as st
 
+from recommender.services.jobs import JobKind
+from recommender.web.jobs import show_job, submit
 from recommender.web.reports import card_summary
-from recommender.web.ui import actor, service, show_refusal, text
+from recommender.web.ui import actor, service
 from recommender.web.wording import local_times
 
 svc, me = service(), actor()
 st.title("Models")
-if flash := st.session_state.pop("registry_flash", None):
-    getattr(st, flash[0])(flash[1])
 versions = svc.model_versions(me)
 if versions.empty:
     st.info("No models yet.")
@@ -24,11 +26,5 @@ for label_text, value in card_summary(svc.model_card(me, version)):
 force = st.checkbox("Force despite the promotion gate", key="mr_force")
 reason = st.text_input("Reason (required to force)", key="mr_reason")
 if st.button(f"Promote v{version}", key="mr_promote"):
-    try:
-        with st.spinner("Running the promotion gate…"):
-            verdict = svc.promote(me, version, force=force, reason=reason)
-        st.session_state["registry_flash"] = ("success" if verdict.passed or force else "error",
-                                              f"Promotion gate: {text(verdict.message)}")
-        st.rerun()
-    except Exception as exc:  # noqa: BLE001
-        show_refusal(exc)
+    submit(svc, me, JobKind.PROMOTE, {"version": version, "force": force, "reason": reason})
+show_job(svc, me, JobKind.PROMOTE, f"Promoting v{version}", version=version)

@@ -1,0 +1,25 @@
+"""Thread pools of the numeric libraries, set on purpose in the app and in the worker.
+
+With the libraries' defaults every process starts one OpenMP and one BLAS thread per
+core; several users' requests plus a training then oversubscribe a small machine
+many times over (an evaluation took 61–149 s instead of 15.8 s on 2 busy cores).
+OpenMP reads ``OMP_NUM_THREADS`` when it is loaded and ``omp_set_num_threads`` only
+affects the calling thread, while Streamlit runs each script in a new thread — so
+the variables are set before scikit-learn loads OpenMP, and threadpoolctl limits the
+pools (BLAS, already loaded by numpy) that the variables can no longer reach.
+"""
+
+from __future__ import annotations
+
+import os
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def limit_threads(threads: int) -> None:
+    """Use at most ``threads`` threads per pool in this process and the processes it starts."""
+    from threadpoolctl import threadpool_limits
+
+    for name in THREAD_VARIABLES:
+        os.environ[name] = str(threads)
+    threadpool_limits(threads)  # pools already loaded (BLAS: process-wide; OpenMP: this thread)
