@@ -72,6 +72,8 @@ async def therapist(browser, url: str, episode: str, password: str, times: dict)
         await timed("sign in", page.get_by_role("button", name="Sign in").click,
                     lambda: expect(page.get_by_text("therapist ·")).to_be_visible())
         await settle()
+        await page.get_by_role("link", name="Plan treatment").click()  # therapists land on My day
+        await settle()
         box = page.get_by_role("textbox", name="Search any episode or patient id")
         await box.fill(episode)
         await timed("find patient", lambda: page.keyboard.press("Enter"),
