@@ -30,12 +30,13 @@ from recommender.contract.visits import (
 from recommender.outputs.fhir import PainScore
 from recommender.safety import gate
 from recommender.safety.plans import Plan
+from recommender.safety.tolerance import DiscomfortCap
 from recommender.services import course
 from recommender.services.base import PLAN_CHANGE_REASONS, AccessControl, AuditedStore, InputRejected
 from recommender.services.clinical import ClinicalService, typed_intakes
-from recommender.services.visits import ended_episode_ids, records_by_episode, visit_record, visit_records
 from recommender.services.identity import Actor
 from recommender.services.permissions import Action
+from recommender.services.visits import ended_episode_ids, records_by_episode, visit_record, visit_records
 from recommender.settings import get_settings
 from recommender.storage.schema import (
     Decision,
@@ -83,7 +84,7 @@ class Progress:
     adherence: float | None
     plans: list[PlanChange]
     path: list[course.PathSegment]
-    cap: object | None  # DiscomfortCap
+    cap: DiscomfortCap | None
     due: course.Due
     ended: bool
     intake_day: dt.date  # the intake date, or the day the episode was entered
