@@ -1,14 +1,15 @@
-"""Measure the app's speed targets: a tuning interaction ≤ 300 ms of server time, and a page
-load ≤ 1 s after first start.
+"""Measure the app's speed targets: a tuning interaction ≤ 300 ms of server time, and every
+page ≤ 1 s, also while data staff retrain.
 
-    python benchmarks/bench_app.py          # writes docs/benchmarks-app.md
+    python benchmarks/bench_app.py          # writes docs/benchmarks-app.md (keeps its load table)
 
 Server time is measured two ways: the service call behind a slider change
 (`ClinicService.tune`), and the whole Streamlit script rerun of the planning page
 after the change (Streamlit's AppTest runs the script in-process).  Page loads are
 timed in Debian's chromium against `streamlit run`: from clicking "Sign in" until
 the role's first page title is on screen, and from clicking a sidebar link until
-that page's title is on screen.
+that page's title is on screen — once on an idle server, once while a training job
+runs in the job worker (submitted again whenever one ends).
 """
 
 from __future__ import annotations
@@ -30,16 +31,20 @@ def _ms(samples: list[float]) -> str:
     return f"{statistics.median(samples) * 1000:.0f} (p90 {sorted(samples)[int(0.9 * len(samples)) - 1] * 1000:.0f})"
 
 
+def _median_max(samples: list[float]) -> str:
+    return f"{statistics.median(samples) * 1000:.0f} (max {max(samples) * 1000:.0f})"
+
+
 def server_side(folder: Path) -> dict:
     from streamlit.testing.v1 import AppTest
 
+    from recommender.devtools.demo import demo_password
     from recommender.safety.plans import Plan
-    from recommender.services.identity import Actor
     from recommender.web import ui
 
     ui.service.clear()
     svc = ui.service()
-    me = Actor("therapist", "therapist")
+    me = svc.sign_in("therapist", demo_password("therapist"))
     svc.recommend(me, "DEMO-0001")
     tune = []
     for i in range(REPEATS):
@@ -52,6 +57,7 @@ def server_side(folder: Path) -> dict:
     at.session_state["actor"] = me
     at.session_state["last_active"] = time.time()
     at.run()
+    at.switch_page("recommender/web/pages/plan.py").run()
     next(s for s in at.selectbox if s.label == "Episode").select("DEMO-0002").run()
     at.button(key="recommend").click().run()
     rerun = []
@@ -63,49 +69,66 @@ def server_side(folder: Path) -> dict:
     return {"tune": tune, "rerun": rerun}
 
 
-def browser_side(folder: Path, port: int = 8765) -> dict:
+def browser_side(port: int, pass_name: str) -> dict:
+    """Sign in as each role and open each of its pages from the sidebar, three rounds."""
     from playwright.sync_api import sync_playwright
 
     from recommender.devtools.demo import demo_password
+    from recommender.web.navigation import ROLE_PAGES
+
+    usernames = {"therapist": "therapist", "data_staff": "datastaff", "supervisor": "supervisor",
+                 "admin": "admin"}
+    loads: dict[str, list[float]] = {}
+    args = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=os.environ.get("RECOMMENDER_CHROMIUM",
+                                                                   "/usr/bin/chromium"), args=args)
+        for role, specs in ROLE_PAGES.items():
+            titles = [spec.title for spec in specs]
+            page = browser.new_page()
+            page.set_default_timeout(60_000)
+            page.goto(f"http://127.0.0.1:{port}")
+            page.get_by_role("textbox", name="Username").fill(usernames[role])
+            page.get_by_role("textbox", name="Password").fill(demo_password(usernames[role]))
+            t0 = time.perf_counter()
+            page.get_by_role("button", name="Sign in").click()
+            page.get_by_role("heading", name=titles[0]).wait_for()
+            loads.setdefault((pass_name, "sign in → landing page"), []).append(time.perf_counter() - t0)
+            for _ in range(3 if len(titles) > 1 else 0):  # switch pages from the sidebar
+                for title in titles[1:] + titles[:1]:
+                    t0 = time.perf_counter()
+                    page.get_by_test_id("stSidebarNav").get_by_text(title, exact=True).click()
+                    page.get_by_role("heading", name=title).wait_for()
+                    loads.setdefault((pass_name, f"{title} ({role})"), []).append(time.perf_counter() - t0)
+            page.close()
+        browser.close()
+    return loads
+
+
+def browser_passes(folder: Path, port: int = 8765) -> tuple[dict, list[float]]:
+    """Page loads on an idle server, then while the job worker retrains."""
+    from bench_load import Retrainer
+
+    from recommender.devtools.demo import demo_password
+    from recommender.services import open_service
 
     env = {**os.environ, "RECOMMENDER_DATA_DIR": str(folder / "data"),
            "RECOMMENDER_MODEL_DIR": str(folder / "models")}
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
                              "--server.port", str(port), "--server.headless", "true"],
                             cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    loads: dict[str, list[float]] = {}
+    svc = open_service()
     try:
         time.sleep(5)
-        args = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=os.environ.get("RECOMMENDER_CHROMIUM",
-                                                                       "/usr/bin/chromium"), args=args)
-            roles = (("therapist", ["Plan treatment", "Record follow-up"]),
-                     ("datastaff", ["Import data", "Train and evaluate"]),
-                     ("supervisor", ["Audit log", "Oversight", "Models"]),
-                     ("admin", ["Users and roles"]))
-            for username, titles in roles:
-                page = browser.new_page()
-                page.goto(f"http://127.0.0.1:{port}")
-                page.get_by_role("textbox", name="Username").fill(username)
-                page.get_by_role("textbox", name="Password").fill(demo_password(username))
-                t0 = time.perf_counter()
-                page.get_by_role("button", name="Sign in").click()
-                page.get_by_role("heading", name=titles[0]).wait_for()
-                loads.setdefault("sign in → landing page", []).append(time.perf_counter() - t0)
-                for _ in range(3 if len(titles) > 1 else 0):  # switch pages from the sidebar
-                    for title in titles[1:] + titles[:1]:
-                        t0 = time.perf_counter()
-                        page.get_by_test_id("stSidebarNav").get_by_text(title, exact=True).click()
-                        page.get_by_role("heading", name=title).wait_for()
-                        loads.setdefault(f"page switch ({username})", []).append(time.perf_counter() - t0)
-                page.close()
-            browser.close()
+        loads = browser_side(port, "idle")
+        with Retrainer(svc, svc.sign_in("datastaff", demo_password("datastaff"))) as trainer:
+            loads.update(browser_side(port, "retraining"))
+        return loads, trainer.trainings
     finally:
         proc.terminate()
         proc.wait(timeout=20)
-    return loads
+        svc.db.dispose()
 
 
 def main() -> int:
@@ -115,26 +138,41 @@ def main() -> int:
         folder = Path(tmp)
         os.environ["RECOMMENDER_DATA_DIR"] = str(folder / "data")
         os.environ["RECOMMENDER_MODEL_DIR"] = str(folder / "models")
+        os.environ["RECOMMENDER_SIGNING_KEY_FILE"] = str(folder / "data" / "model-signing.key")
         t0 = time.perf_counter()
         seed()
         first_start = time.perf_counter() - t0
         server = server_side(folder)
-        loads = browser_side(folder)
+        loads, trainings = browser_passes(folder)
     import datetime as dt
 
+    worst = {name: max(max(v) for (p, _), v in loads.items() if p == name) for name in ("idle", "retraining")}
     lines = [
         "# App speed", "",
         f"Measured on {dt.date.today().isoformat()} on this project's {os.cpu_count()}-core machine with:",
         "", "```bash", "python benchmarks/bench_app.py", "```", "",
         f"First start on an empty machine (schema, demo accounts, 4,000 simulated episodes imported, "
-        f"model trained, checked and promoted): **{first_start:.1f} s** (target ≤ 60 s).", "",
+        f"model trained, checked and promoted, three demo courses of care): **{first_start:.1f} s** "
+        "(target ≤ 60 s).", "",
         "| measurement | median ms (p90) | target ms |", "|---|---|---|",
         f"| tuning: `ClinicService.tune` (predict + audit event) | {_ms(server['tune'])} | ≤ 300 |",
         f"| tuning: whole planning-page rerun after a slider change | {_ms(server['rerun'])} | ≤ 300 |",
+        "", "Every page in chromium, from the click until its title is on screen (3 rounds per page), "
+        "on an idle server and while the job worker retrains "
+        f"({len(trainings)} training(s), " + ", ".join(f"{t:.0f} s" for t in trainings) + "). "
+        f"Slowest page load: {worst['idle'] * 1000:.0f} ms idle, {worst['retraining'] * 1000:.0f} ms "
+        "while retraining (target ≤ 1000 ms).", "",
+        "| page | idle: median ms (max) | retraining: median ms (max) | target ms |", "|---|---|---|---|",
     ]
-    lines += [f"| page load in chromium: {what} | {_ms(samples)} | ≤ 1000 |" for what, samples in loads.items()]
-    text = "\n".join(lines) + "\n"
-    (ROOT / "docs" / "benchmarks-app.md").write_text(text)
+    for (pass_name, what), samples in loads.items():
+        if pass_name == "idle":
+            lines.append(f"| {what} | {_median_max(samples)} | "
+                         f"{_median_max(loads.get(('retraining', what), samples))} | ≤ 1000 |")
+    doc = ROOT / "docs" / "benchmarks-app.md"
+    marker = "\n## Under load\n"
+    kept = marker + doc.read_text().split(marker, 1)[1] if marker in doc.read_text() else ""
+    text = "\n".join(lines) + "\n" + kept
+    doc.write_text(text)
     print(text)
     return 0
 
