@@ -169,11 +169,10 @@ def main() -> int:
             busy = loads.get(("retraining", what))
             lines.append(f"| {what} | {_median_max(samples)} | "
                          f"{_median_max(busy) if busy else '—'} | ≤ 1000 |")
-    doc = ROOT / "docs" / "benchmarks-app.md"
-    marker = "\n## Under load\n"
-    kept = marker + doc.read_text().split(marker, 1)[1] if marker in doc.read_text() else ""
-    text = "\n".join(lines) + "\n" + kept
-    doc.write_text(text)
+    from doc_sections import write_section
+
+    text = "\n".join(lines)
+    write_section(ROOT / "docs" / "benchmarks-app.md", None, text)
     print(text)
     return 0
 

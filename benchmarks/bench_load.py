@@ -244,19 +244,17 @@ def load_table(rows) -> str:
 
 
 def write_doc(table: str) -> None:
-    doc = ROOT / "docs" / "benchmarks-app.md"
-    text = doc.read_text()
-    marker = "\n## Under load\n"
-    text = text.split(marker)[0].rstrip() + "\n" + marker + "\n" + (
+    from doc_sections import write_section
+
+    write_section(ROOT / "docs" / "benchmarks-app.md", "Under load", (
         f"Measured on {dt.date.today().isoformat()} on this project's {os.cpu_count()}-core machine "
-        "(shared with other work) with:\n\n```bash\npython benchmarks/bench_load.py\n```\n\n"
+        f"(5-minute load average {os.getloadavg()[1]:.1f} at the end) with:\n\n```bash\npython benchmarks/bench_load.py\n```\n\n"
         "N therapists at once, each in its own chromium context against one `streamlit run` "
         "(app and worker at 1 OpenMP/BLAS thread each): sign in, find a patient, recommend, tune "
         "three times, accept. Each step runs from the click until its result is on screen, so "
         "browser rendering on the same 2 cores is included. Target: 10 therapists with a retrain "
         f"running, p95 ≤ {TARGETS_MS['recommend']} ms recommend and ≤ {TARGETS_MS['tune']} ms tune.\n\n"
-        + table + "\n")
-    doc.write_text(text)
+        + table))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,23 @@
+"""Several benchmarks write one Markdown file: each owns one part and leaves the others alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def write_section(doc: Path, heading: str | None, body: str) -> None:
+    """Replace the ``## heading`` section of ``doc`` (or, with None, the part before the first
+    section) by ``body``, keeping every other part; a new section goes at the end."""
+    text = doc.read_text() if doc.exists() else ""
+    parts = text.split("\n## ")
+    head, sections = parts[0], ["## " + p for p in parts[1:]]
+    if heading is None:
+        head = body.rstrip("\n")
+    else:
+        new = f"## {heading}\n\n{body.strip()}"
+        names = [s.splitlines()[0][3:] for s in sections]
+        if heading in names:
+            sections[names.index(heading)] = new
+        else:
+            sections.append(new)
+    doc.write_text("\n\n".join([head.rstrip("\n")] + [s.rstrip("\n") for s in sections]) + "\n")
