@@ -50,10 +50,19 @@ from recommender.storage.schema import (
 # What each stored visit field is called in the visit form and the export.
 FIELD_OF_COLUMN = {"exercise_days_last_week": "exercise_days"}
 FORM_ROW = 1  # a form is one row: errors name row 1
+NUL = "\x00"  # PostgreSQL text cannot hold it, so no backend stores it
+KEPT = "kept: a contraindication found at a visit blocks massage from then on"
 
 
 def clinic_today() -> dt.date:
     return dt.datetime.now(ZoneInfo(get_settings().clinic_timezone)).date()
+
+
+def clinic_day(moment: dt.datetime) -> dt.date:
+    """The clinic's calendar day of a stored moment (stored in UTC, naive on SQLite)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(ZoneInfo(get_settings().clinic_timezone)).date()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,6 +145,8 @@ class CareService:
             parsed, errs = parse_column(raw, column)
             errors += errs
             typed[name] = parsed.iloc[0]
+        errors += [e for name, column in VISIT_INPUT_COLUMNS.items() if column.type is Type.STRING
+                   for e in _text_errors(name, typed[name])]
         if not errors:
             treated = typed["massage_intensity"] != "none" or bool(typed["training_given"])
             if treated and pd.isna(typed["discomfort"]):
@@ -186,16 +197,24 @@ class CareService:
         actor = self.access.require(actor, Action.RECORD_VISIT, f"visit:{visit_id}")
         if not reason.strip():
             raise InputRejected("a correction needs a reason")
+        bad_reason = _text_errors("correction_reason", reason)
+        if bad_reason:
+            raise InputRejected("invalid correction reason", bad_reason)
         row = self._row(self.validate_visit(visit))
         with self.store.write() as s:
             old = s.execute(select(Visit).where(Visit.id == visit_id)).scalar_one_or_none()
             if old is None:
                 raise InputRejected(f"no visit {visit_id}")
+            # lock the episode, so two concurrent corrections of one visit cannot both pass
+            episode = s.execute(select(Episode).where(Episode.id == old.episode_id)
+                                .with_for_update()).scalar_one()
             newer = s.execute(select(Visit.id).where(Visit.supersedes_id == visit_id)).scalar()
             if newer is not None:
                 raise InputRejected(f"visit {visit_id} was already corrected by visit {newer}: "
                                     "correct that one")
-            episode = s.get(Episode, old.episode_id)
+            dropped = _dropped_findings(old.contraindications, row["contraindications"])
+            if dropped:
+                raise InputRejected("invalid visit values", dropped)
             self._check_against_episode(s, episode, row, replacing=visit_id)
             stored = Visit(episode_id=old.episode_id, recorded_by=actor.username,
                            supersedes_id=visit_id, correction_reason=reason.strip(), **row)
@@ -223,7 +242,8 @@ class CareService:
         return episode
 
     def _check_against_episode(self, s, episode: Episode, row: dict, replacing: int | None) -> None:
-        """A visit follows an accepted plan, is not in the future nor before the intake, and
+        """A visit follows an accepted plan, is not in the future nor before the intake (or, for an
+        intake without a date, the day the episode was entered), and
         records no massage that the gate forbids for the patient at that visit."""
         if self.clinical._active_decision(s, episode.id) is None:
             raise InputRejected(f"episode {episode.episode_code!r} has no accepted plan yet: "
@@ -233,8 +253,8 @@ class CareService:
             raise InputRejected("invalid visit values", [RowError(
                 FORM_ROW, "visit_date", day.isoformat(), "a date not in the future")])
         intake = self.clinical.typed_intake(episode.intake)
-        start = intake.get("intake_date")
-        if isinstance(start, dt.date) and day < start:
+        start = first_day(intake, clinic_day(episode.created_at))
+        if day < start:
             raise InputRejected("invalid visit values", [RowError(
                 FORM_ROW, "visit_date", day.isoformat(), f"a date on or after the intake ({start})")])
         if row["massage_intensity"] != "none":
@@ -266,7 +286,7 @@ class CareService:
                 RecommendationRecord.episode_id == episode.id,
                 RecommendationRecord.visit_id.is_not(None))).scalars()}
             ended = bool(s.execute(select(FollowUp.id).where(FollowUp.episode_id == episode.id)).first())
-            entered = episode.created_at.date()
+            entered = clinic_day(episode.created_at)
         return self._progress(episode_code, patient, state, records, decisions, reviews, ended, entered)
 
     def _progress(self, episode_code, patient, state, records, decisions, reviews, ended,
@@ -286,9 +306,7 @@ class CareService:
             flags=course.flags(baseline, start, plan.programme_weeks if plan else None, visits),
             adherence=course.adherence(plan, visits), plans=plans, path=path, cap=state.cap,
             due=course.Due() if ended else course.due(clinic_today(), plan, start, state.now, visits),
-            ended=ended, gate_now=gate.evaluate(state.now),
-            intake_day=state.intake.get("intake_date") if isinstance(state.intake.get("intake_date"),
-                                                                      dt.date) else entered)
+            ended=ended, gate_now=gate.evaluate(state.now), intake_day=first_day(state.intake, entered))
 
     def day_list(self, actor: Actor, everyone: bool = False) -> pd.DataFrame:
         """Open episodes (the actor's own, or all with ``everyone``): flagged patients first,
@@ -372,6 +390,34 @@ class CareService:
             self.store.log(s, actor, "export_visits", f"file:{Path(path).name}", None,
                            {"rows": len(frame), "sha256": hashlib.sha256(data).hexdigest()})
         return len(frame)
+
+
+def first_day(intake: dict, entered: dt.date) -> dt.date:
+    """The episode's first day: the intake date, or (the contract leaves it optional) the day
+    the episode was entered.  No visit is before it."""
+    day = intake.get("intake_date")
+    return day if isinstance(day, dt.date) else entered
+
+
+def _text_errors(name: str, value: object) -> list[RowError]:
+    """Text the database cannot store (a NUL character), named like any bad value."""
+    if isinstance(value, str) and NUL in value:
+        return [RowError(FORM_ROW, name, value.replace(NUL, "\\x00"), "text without NUL characters")]
+    return []
+
+
+def _dropped_findings(old: dict, new: dict) -> list[RowError]:
+    """Contraindications the corrected record found that the correction leaves out: a finding
+    once recorded blocks massage from then on, so a correction may not erase it."""
+    errors = []
+    for name, found in old.items():
+        if isinstance(found, list):
+            missing = sorted(set(found) - set(new.get(name) or ()))
+            if missing:
+                errors.append(RowError(FORM_ROW, name, ";".join(missing), KEPT))
+        elif found is True and new.get(name) is not True:
+            errors.append(RowError(FORM_ROW, name, "true", KEPT))
+    return errors
 
 
 def _audit_row(row: dict) -> dict:

@@ -213,6 +213,7 @@ class ClinicalService:
             if episode.is_history:
                 raise InputRejected(f"episode {episode_code!r} is imported history (its plan and "
                                     "outcome are recorded): it cannot be planned again")
+            self._refuse_ended(s, episode)
             state = self.episode_state(s, episode)
             if review and not state.visits:
                 raise InputRejected(f"episode {episode_code!r} has no visits yet: record a visit, "
@@ -308,6 +309,15 @@ class ClinicalService:
                     "supersedes": d.supersedes_id}
 
     @staticmethod
+    def _refuse_ended(s, episode: Episode) -> None:
+        """An ended episode's outcome is paired with its plan for training: a plan accepted
+        after the end would be one the patient never had."""
+        if s.execute(select(Episode.id).where(Episode.id == episode.id,
+                                              Episode.id.in_(ended_episode_ids()))).first():
+            raise InputRejected(f"episode {episode.episode_code!r} has ended (follow-up or "
+                                "end-of-programme visit recorded): it cannot be planned again")
+
+    @staticmethod
     def _active_decision(s, episode_id: int) -> Decision | None:
         return s.execute(select(Decision).where(Decision.episode_id == episode_id)
                          .order_by(Decision.id.desc()).limit(1)).scalar_one_or_none()
@@ -327,6 +337,7 @@ class ClinicalService:
             # lock the episode row, so two different plans cannot both become "the first"
             episode = s.execute(select(Episode).where(Episode.id == rec.episode_id).with_for_update()
                                 ).scalar_one()
+            self._refuse_ended(s, episode)
             state = self.episode_state(s, episode)
             decision_gate = gate.assert_allowed(state.now, plan)
             if state.cap is not None and not state.cap.permits(plan):

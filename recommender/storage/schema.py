@@ -11,6 +11,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -113,9 +114,11 @@ class FollowUp(Base):
 class Visit(Base):
     """One treatment session or review of an episode.  Append-only (database triggers refuse
     UPDATE and DELETE): a correction is a new row naming the one it supersedes, with who and
-    why, and the newest row of a chain is the one that counts."""
+    why, and the newest row of a chain is the one that counts.  A record is corrected at most
+    once (a unique index), so a chain cannot fork into two records that both count."""
 
     __tablename__ = "visits"
+    __table_args__ = (Index("uq_visits_supersedes_id", "supersedes_id", unique=True),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     episode_id: Mapped[int] = mapped_column(ForeignKey("episodes.id"), index=True)
     visit_date: Mapped[dt.date] = mapped_column(Date)
