@@ -140,8 +140,11 @@ class ClinicalService:
             return dict(self._episode(s, episode_code).intake)
 
     @staticmethod
-    def _episode(s, episode_code: str) -> Episode:
-        episode = s.execute(select(Episode).where(Episode.episode_code == episode_code)).scalar_one_or_none()
+    def _episode(s, episode_code: str, lock: bool = False) -> Episode:
+        """The episode row; with ``lock``, held until the transaction ends (changes that
+        depend on the episode's state — plans, visits, the outcome — queue one behind another)."""
+        q = select(Episode).where(Episode.episode_code == episode_code)
+        episode = s.execute(q.with_for_update() if lock else q).scalar_one_or_none()
         if episode is None:
             raise ValueError(f"no episode {episode_code!r}")
         return episode
@@ -431,7 +434,7 @@ class ClinicalService:
         if lost_to_followup:
             clean["followup_pain_score"] = None
         with self.store.write() as s:
-            episode = self._episode(s, episode_code)
+            episode = self._episode(s, episode_code, lock=True)
             existing = s.execute(select(FollowUp).where(FollowUp.episode_id == episode.id)).scalar_one_or_none()
             before = None if existing is None else {"outcome": existing.outcome,
                                                     "lost": existing.lost_to_followup}
