@@ -47,8 +47,6 @@ from recommender.storage.schema import (
     Visit,
 )
 
-# What each stored visit field is called in the visit form and the export.
-FIELD_OF_COLUMN = {"exercise_days_last_week": "exercise_days"}
 FORM_ROW = 1  # a form is one row: errors name row 1
 NUL = "\x00"  # PostgreSQL text cannot hold it, so no backend stores it
 KEPT = "kept: a contraindication found at a visit blocks massage from then on"
