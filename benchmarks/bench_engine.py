@@ -39,7 +39,7 @@ def _scenarios() -> dict[str, tuple[int, int, int]]:
 
 SCENARIOS = _scenarios()
 # Caution settings swept on every scenario: (caution, switch_z).
-CAUTION_GRID = tuple((c, z) for z in (0.0, 1.0) for c in (0.0, 0.5, 1.0, 2.0, 3.0))
+CAUTION_GRID = tuple((c, z) for z in (0.0, 0.5, 1.0) for c in (0.0, 0.5, 1.0, 2.0, 3.0))
 N_TEST = 2_000
 N_HONESTY = 10_000  # a larger held-out cohort for coverage and DR error (less sampling noise)
 N_LATENCY = 50

@@ -398,8 +398,11 @@ class TreatmentRecommender(BaseEstimator):
         # alternatives: supported plans first; limited-evidence ones only if too few are supported
         ranked_score = np.where(allowed, score - UNSUPPORTED_RANK_PENALTY * ~candidates, -np.inf)
         ranked_score[rows, best] = np.inf
-        k = 1 + self.n_alternatives
-        order = np.argsort(-ranked_score, axis=1)[:, :k]
+        k = min(1 + self.n_alternatives, len(grid))
+        # the k best per patient, then sorted: a full sort of every plan costs far more
+        top = np.argpartition(-ranked_score, k - 1, axis=1)[:, :k]
+        order = np.take_along_axis(top, np.argsort(-np.take_along_axis(ranked_score, top, axis=1),
+                                                   axis=1, kind="stable"), axis=1)
         chosen = grid[order.reshape(-1)]
         Xrep = np.repeat(Xp, k, axis=0)
         details = self._details(Xrep, np.repeat(pain, k), chosen,
@@ -500,7 +503,8 @@ class TreatmentRecommender(BaseEstimator):
             swapped[:, cols] = guide[:, cols]
             swaps.append(swapped)
         gains, _ = self.estimator_.difference(np.tile(Xp, (len(swaps), 1)),
-                                              np.tile(best, (len(swaps), 1)), np.vstack(swaps))
+                                              np.tile(best, (len(swaps), 1)), np.vstack(swaps),
+                                              with_sd=False)
         gains = gains.reshape(len(swaps), n)
         lines = []
         for i in range(n):

@@ -455,15 +455,18 @@ class PlanEffectRegressor(RegressorMixin, BaseEstimator):
                      + np.einsum("na,na->n", Me, e)[:, None])
         return contrast, np.maximum(model_var, 0)
 
-    def difference(self, X_patients, plans_a: np.ndarray, plans_b: np.ndarray):
+    def difference(self, X_patients, plans_a: np.ndarray, plans_b: np.ndarray, with_sd: bool = True):
         """Expected outcome of plan a minus plan b, and its epistemic sd (paired rows).
 
-        The baseline m(x) cancels, so no nuisance model is evaluated.
+        The baseline m(x) cancels, so no nuisance model is evaluated.  ``with_sd=False``
+        skips the sd (``None``): it costs a product with the full coefficient covariance.
         """
         check_is_fitted(self)
         psi = self.patient_basis(np.asarray(X_patients, dtype=float))
         d = self.plan_basis(np.asarray(plans_a, float)) - self.plan_basis(np.asarray(plans_b, float))
         Z = self.effect_design(d, psi)
+        if not with_sd:
+            return Z @ self.coef_, None
         return Z @ self.coef_, np.sqrt(np.maximum(((Z @ self.coef_cov_) * Z).sum(axis=1), 0))
 
     def _grid(self, plans: np.ndarray) -> dict:
