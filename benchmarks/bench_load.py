@@ -87,7 +87,7 @@ async def therapist(browser, url: str, episode: str, password: str, times: dict)
             await settle()
             slider = page.get_by_role("slider").nth(1)
             before = await metric.inner_text()
-            at_max = await slider.get_attribute("aria-valuenow") == await slider.get_attribute("aria-valuemax")
+            at_max = await slider.input_value() == await slider.get_attribute("max")  # an <input type=range>
             await slider.focus()
             await timed("tune", lambda: page.keyboard.press("Home" if at_max else "End"),
                         lambda: changed(metric, before))
@@ -105,6 +105,10 @@ async def therapist(browser, url: str, episode: str, password: str, times: dict)
                                    ).to_be_visible())
     except Exception as exc:  # noqa: BLE001 - a failed visit is counted, not hidden
         times.setdefault("failed", []).append(1.0)
+        if os.environ.get("BENCH_DEBUG"):
+            await page.screenshot(path=f"/tmp/bench-failed-{episode}.png", full_page=True)
+            print(str(exc)[-3000:], file=sys.stderr)
+            print((await page.locator("body").inner_text())[-1500:], file=sys.stderr)  # what was on screen
         print(f"  {episode}: {type(exc).__name__}: {str(exc).splitlines()[0]}", file=sys.stderr)
     finally:
         await context.close()
@@ -182,7 +186,7 @@ def main() -> int:
                            "RECOMMENDER_SIGNING_KEY_FILE": str(folder / "data" / "model-signing.key")})
         seed()
         svc = open_service()
-        need = 2 * sum(args.sizes)
+        need = 2 * sum(args.sizes) + 1  # one episode per visit, and one for the warm-up
         intakes = simulate(need, seed=900).intakes()
         intakes["episode_id"] = [f"BENCH-{i:04d}" for i in range(need)]
         intakes["patient_id"] = [f"BENCH-P{i:04d}" for i in range(need)]
@@ -197,6 +201,7 @@ def main() -> int:
                                   cwd=folder, env=os.environ.copy(), stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{PORT}"
+        os.environ["BENCH_SERVER_PID"] = str(server.pid)
         try:
             for _ in range(120):
                 try:
@@ -205,6 +210,7 @@ def main() -> int:
                 except OSError:
                     time.sleep(0.5)
             asyncio.run(crowd(url, [intakes["episode_id"].iloc[-1]], demo_password("therapist")))  # warm-up
+            # (the runs below take episodes from the front: none is planned twice)
             next_episode = 0
             for retrain in (False, True):
                 for n in args.sizes:
