@@ -20,7 +20,7 @@ from playwright.sync_api import expect
 
 from ..conftest import postgres_available
 from .conftest import ROOT, _postgres_schema_url, free_port, sign_in, start_app
-from .test_browser import choose_episode, settle
+from .test_browser import choose_episode, open_page, settle
 
 pytestmark = pytest.mark.browser
 NGINX_CONF = ROOT / "deploy" / "nginx.conf"
@@ -119,6 +119,7 @@ def test_two_app_processes_behind_nginx_keep_the_user_signed_in_across_a_restart
     page.set_default_timeout(60_000)
     try:
         sign_in(page, proxy, "therapist")
+        open_page(page, "Plan treatment")  # therapists land on My day
         choose_episode(page, "DEMO-0005")
         page.get_by_role("button", name="Recommend a plan").click()
         page.get_by_role("button", name="Accept plan").click()
