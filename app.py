@@ -53,7 +53,6 @@ def sign_in_page() -> None:
         try:
             actor = service().sign_in(username, password)
             st.session_state["actor"] = actor
-            st.session_state["set_cookie"] = actor.session_token
             touch()
             st.rerun()
         except (SignInFailed, AuditUnavailable) as exc:
@@ -102,8 +101,9 @@ if actor is None:
 else:
     touch()
     with st.sidebar:
-        if token := st.session_state.pop("set_cookie", None):
-            write_cookie(token)
+        # every run, not only right after sign-in: a page switch at once could drop a one-off
+        # write before the browser ran it, and a reload would then sign the user out
+        write_cookie(actor.session_token)
         st.text(f"{actor.username} · {ROLE_LABELS.get(actor.role, actor.role)}")
         if st.button("Sign out", key="sign_out"):
             sign_out()
