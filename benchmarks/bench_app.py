@@ -15,6 +15,7 @@ runs in the job worker (submitted again whenever one ends).
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -115,6 +116,7 @@ def browser_passes(folder: Path, port: int = 8765) -> tuple[dict, list[float]]:
 
     env = {**os.environ, "RECOMMENDER_DATA_DIR": str(folder / "data"),
            "RECOMMENDER_MODEL_DIR": str(folder / "models")}
+    shutil.copytree(ROOT / ".streamlit", folder / ".streamlit", dirs_exist_ok=True)  # the shipped config
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
                              "--server.port", str(port), "--server.headless", "true"],
                             cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -1,14 +1,19 @@
 """Every setting of an installation, in one typed object read from ``RECOMMENDER_*`` variables.
 
 pydantic-settings parses and checks the environment (a bad number is refused
-with the variable's name), so no module reads ``os.environ`` itself.  Settings
-are read afresh on each call of :func:`get_settings`: they are cheap to build,
-and tests and the CLI can change the environment between calls.
+with the variable's name), so no module reads ``os.environ`` itself.  Building
+the object costs about a millisecond and a page run asks for it many times, so
+:func:`get_settings` keeps the last one built for as long as what it was built
+from (the ``RECOMMENDER_*`` variables, the working folder and its
+``recommender.env``) is unchanged: tests and the CLI can still change the
+environment between calls.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import threading
 from pathlib import Path
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -25,7 +30,8 @@ class Settings(BaseSettings):
     """Where things live and how the installation behaves."""
 
     # A clinic may also keep its settings in a `recommender.env` file in the working folder.
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", env_file="recommender.env")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", env_file="recommender.env",
+                                      frozen=True)
 
     data_dir: Path = Field(default_factory=lambda: Path.cwd() / "data",
                            description="Folder of the SQLite database, the audit key and the chain head.")
@@ -97,13 +103,37 @@ class Settings(BaseSettings):
         return self.audit_head_file or self.data_dir / "audit-head.json"
 
 
+_built: tuple[tuple, Settings] | None = None
+_building = threading.Lock()
+
+
+def _sources() -> tuple:
+    """What the settings are read from, cheaply: a change in any of it builds them again."""
+    cwd = os.getcwd()
+    try:
+        env_file = os.stat(os.path.join(cwd, "recommender.env"))
+        file_key = (env_file.st_mtime_ns, env_file.st_size, env_file.st_ino)
+    except OSError:
+        file_key = None
+    variables = tuple(sorted((k, v) for k, v in os.environ.items() if k.upper().startswith(ENV_PREFIX)))
+    return cwd, file_key, variables
+
+
 def get_settings() -> Settings:
     """The settings now in force; a bad variable raises :class:`SettingsError` naming it."""
-    try:
-        return Settings()
-    except ValidationError as exc:
-        problems = "; ".join(f"{ENV_PREFIX}{str(e['loc'][0]).upper()}: {e['msg']}" for e in exc.errors())
-        raise SettingsError(f"invalid setting: {problems}") from None
+    global _built
+    key = _sources()
+    built = _built
+    if built is not None and built[0] == key:
+        return built[1]
+    with _building:
+        try:
+            settings = Settings()
+        except ValidationError as exc:
+            problems = "; ".join(f"{ENV_PREFIX}{str(e['loc'][0]).upper()}: {e['msg']}" for e in exc.errors())
+            raise SettingsError(f"invalid setting: {problems}") from None
+        _built = (key, settings)
+    return settings
 
 
 def env_name(field: str) -> str:

@@ -14,12 +14,21 @@ from __future__ import annotations
 import os
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+_applied: int | None = None  # the limit this process already set
 
 
 def limit_threads(threads: int) -> None:
-    """Use at most ``threads`` threads per pool in this process and the processes it starts."""
+    """Use at most ``threads`` threads per pool in this process and the processes it starts.
+
+    Streamlit runs ``app.py`` again on every click, so a repeat with the same limit returns at
+    once: scanning the loaded libraries costs ~10 ms a run, and OpenMP threads started later
+    take their size from the variables set the first time."""
+    global _applied
+    if _applied == threads and all(os.environ.get(n) == str(threads) for n in THREAD_VARIABLES):
+        return
     from threadpoolctl import threadpool_limits
 
     for name in THREAD_VARIABLES:
         os.environ[name] = str(threads)
     threadpool_limits(threads)  # pools already loaded (BLAS: process-wide; OpenMP: this thread)
+    _applied = threads

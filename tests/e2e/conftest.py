@@ -39,6 +39,7 @@ def free_port() -> int:
 
 
 def start_app(folder: Path, env: dict, port: int) -> subprocess.Popen:
+    shutil.copytree(ROOT / ".streamlit", folder / ".streamlit", dirs_exist_ok=True)  # the shipped config
     log = open(folder / f"streamlit-{port}.log", "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
