@@ -8,7 +8,8 @@ therapist's browser would receive it; the browser's own rendering, which happens
 therapist's computer, is left out.
 
 Only what the load benchmark needs is spoken: buttons and form submit buttons, text
-inputs, select boxes, radios, select sliders, and page switches.  Widgets are found by
+inputs, select boxes, radios, select sliders, page switches, and fragments (a widget
+inside ``st.fragment`` reruns only its fragment, as in the browser).  Widgets are found by
 their label, as a user finds them.
 """
 
@@ -40,6 +41,7 @@ class StreamlitSession:
     pages: dict[str, str] = field(default_factory=dict)  # page title -> script hash
     elements: dict[tuple[int, ...], object] = field(default_factory=dict)  # this run's elements
     _states: dict[str, WidgetState] = field(default_factory=dict)
+    _fragment_of: dict[tuple[int, ...], str] = field(default_factory=dict)  # element path -> fragment
     _page_hash: str = ""
 
     async def __aenter__(self) -> "StreamlitSession":
@@ -63,6 +65,11 @@ class StreamlitSession:
         msg = BackMsg()
         state = msg.rerun_script
         state.page_script_hash = self.pages[page] if page else self._page_hash
+        fragments = {self._fragment_of.get(p, "") for p, e in self.elements.items()
+                     if e.WhichOneof("type") in WIDGETS and getattr(e, e.WhichOneof("type")).id
+                     in {c.id for c in changes}}
+        if len(fragments) == 1 and "" not in fragments and page is None:
+            state.fragment_id = fragments.pop()  # as the browser: a widget in a fragment reruns only that
         state.widget_states.widgets.extend([*self._states.values(), *triggers])
         t0 = time.perf_counter()
         await self._ws.send(msg.SerializeToString())
@@ -75,15 +82,22 @@ class StreamlitSession:
             fwd.ParseFromString(await self._ws.recv())
             kind = fwd.WhichOneof("type")
             if kind == "new_session":
-                self.elements.clear()  # a run starts: the browser replaces the page
+                running = set(fwd.metadata.run.fragment_ids)
+                stale = [p for p in self.elements if not running or self._fragment_of.get(p) in running]
+                for path in stale:  # a run starts: the browser replaces the page, or the fragment
+                    del self.elements[path]
+                    self._fragment_of.pop(path, None)
                 if fwd.new_session.page_script_hash:
                     self._page_hash = fwd.new_session.page_script_hash
             elif kind == "navigation":
                 self.pages = {p.page_name: p.page_script_hash for p in fwd.navigation.app_pages}
                 self._page_hash = fwd.navigation.page_script_hash or self._page_hash
             elif kind == "delta" and fwd.delta.WhichOneof("type") == "new_element":
-                self.elements[tuple(fwd.metadata.delta_path)] = fwd.delta.new_element
-            elif kind == "script_finished" and fwd.script_finished != EARLY_FOR_RERUN:
+                path = tuple(fwd.metadata.delta_path)
+                self.elements[path] = fwd.delta.new_element
+                if fwd.delta.fragment_id:
+                    self._fragment_of[path] = fwd.delta.fragment_id
+            elif kind == "script_finished" and fwd.script_finished != EARLY_FOR_RERUN:  # whole or fragment
                 self._raise_shown_exception()
                 shown = {getattr(e, e.WhichOneof("type")).id for e in self.elements.values()
                          if e.WhichOneof("type") in WIDGETS}

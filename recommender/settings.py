@@ -61,6 +61,8 @@ class Settings(BaseSettings):
                                             "request is one thread of it).")
     worker_threads: int = Field(1, description="OpenMP/BLAS threads of the job worker (training, "
                                                "evaluation).")
+    worker_nice: int = Field(10, description="CPU priority the job worker gives up (`nice`, 0–19): "
+                                             "therapists' clicks go before a training on a busy machine.")
     password: SecretStr | None = Field(None, description="CLI: password of `--user` (else a prompt).")
     new_password: SecretStr | None = Field(None, description="CLI: the new password for `users add` "
                                                              "and `users reset-password` (else a prompt).")
@@ -81,6 +83,13 @@ class Settings(BaseSettings):
     def _at_least_one(cls, value: int) -> int:
         if value < 1:
             raise ValueError("must be at least 1")
+        return value
+
+    @field_validator("worker_nice")
+    @classmethod
+    def _nice_range(cls, value: int) -> int:
+        if not 0 <= value <= 19:
+            raise ValueError("must be between 0 and 19")
         return value
 
     @field_validator("max_file_mb", "idle_minutes")

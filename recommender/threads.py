@@ -32,3 +32,15 @@ def limit_threads(threads: int) -> None:
         os.environ[name] = str(threads)
     threadpool_limits(threads)  # pools already loaded (BLAS: process-wide; OpenMP: this thread)
     _applied = threads
+
+
+def yield_cpu(niceness: int) -> int:
+    """Lower this process's CPU priority by ``niceness`` (never raise it); the priority now.
+
+    The job worker trains for tens of seconds on a machine whose app answers clicks: at a
+    lower priority the kernel runs the app's threads first whenever both want a core, and
+    the training takes the time nobody is clicking.  Children (none today) inherit it."""
+    current = os.getpriority(os.PRIO_PROCESS, 0)
+    if niceness > 0 and current < niceness:
+        return os.nice(niceness - current)
+    return current

@@ -88,3 +88,23 @@ def test_thread_limits_are_set_once_and_again_when_changed(monkeypatch):
     limit_threads(2)
     assert calls == [1, 2, 2]
     limit_threads(1)
+
+
+def test_the_worker_gives_up_cpu_priority_and_never_takes_it_back():
+    import subprocess
+    import sys
+
+    code = ("import os; from recommender.threads import yield_cpu; "
+            "print(yield_cpu(10), yield_cpu(5), yield_cpu(0), os.getpriority(os.PRIO_PROCESS, 0))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    start = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpriority(os.PRIO_PROCESS, 0))"],
+                               capture_output=True, text=True, check=True).stdout)
+    expected = max(start, 10)
+    assert out == [str(expected)] * 4
+
+
+def test_a_worker_nice_outside_0_to_19_is_refused_by_name(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RECOMMENDER_WORKER_NICE", "-5")
+    with pytest.raises(SettingsError, match="RECOMMENDER_WORKER_NICE"):
+        get_settings()

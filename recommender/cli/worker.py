@@ -15,9 +15,10 @@ import sys
 
 def cmd_worker(args) -> int:
     from recommender.settings import get_settings
-    from recommender.threads import limit_threads
+    from recommender.threads import limit_threads, yield_cpu
 
     limit_threads(get_settings().worker_threads)  # before scikit-learn loads OpenMP
+    yield_cpu(get_settings().worker_nice)  # the app's clicks first, training in the time between
     from recommender.services import open_service
     from recommender.services.worker import Worker, WorkerBusy
 

@@ -58,6 +58,14 @@ def touch() -> None:
     st.session_state["last_active"] = time.time()
 
 
+def keep_session_alive() -> None:
+    """First thing in a fragment, whose reruns skip ``app.py``: a user idle too long is handed
+    to a full run (which signs them out); anyone else's idle clock starts again."""
+    if is_idle(st.session_state.get("last_active"), time.time(), idle_timeout_seconds()):
+        st.rerun()
+    touch()
+
+
 # ---------------------------------------------------------------------------- session cookie
 
 

@@ -61,6 +61,9 @@ def _postgres_schema_url(url: str, schema: str) -> str:
     return f"{url}{sep}options=-csearch_path%3D{schema}"
 
 
+CLINIC_ENV: dict[str, dict[str, str]] = {}  # app url -> its RECOMMENDER_* settings
+
+
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
 def app_url(request, tmp_path_factory):
     """A fresh clinic on each backend: the app seeds it on first start, as on a new machine."""
@@ -85,7 +88,9 @@ def app_url(request, tmp_path_factory):
         env["RECOMMENDER_DATABASE_URL"] = _postgres_schema_url(url, schema)
     port = free_port()
     proc = start_app(folder, env, port)
-    yield f"http://127.0.0.1:{port}"
+    url = f"http://127.0.0.1:{port}"
+    CLINIC_ENV[url] = {k: v for k, v in env.items() if k.startswith("RECOMMENDER_")}
+    yield url
     proc.terminate()
     proc.wait(timeout=20)
     if admin is not None:

@@ -10,7 +10,7 @@ from playwright.sync_api import expect
 from recommender.devtools.demo import PHLEBITIS_EPISODE
 from recommender.web.navigation import ROLE_PAGES
 
-from .conftest import sign_in
+from .conftest import CLINIC_ENV, sign_in
 
 pytestmark = pytest.mark.browser
 USERNAMES = {"therapist": "therapist", "data_staff": "datastaff", "supervisor": "supervisor",
@@ -93,6 +93,39 @@ def test_therapist_plans_accepts_and_records_two_follow_ups(page, app_url):
         page.get_by_role("button", name="Save follow-up").click()
         expect(page.get_by_text(f"Follow-up saved for {episode}")).to_be_visible()
         no_exception(page)
+
+
+def test_tuning_a_plan_reruns_only_its_part_and_still_checks_the_session(page, app_url, monkeypatch):
+    """Tuning reruns a fragment of the page, which skips app.py: a session ended elsewhere
+    (here: signed out from another place) must still end at the next slider move."""
+    sign_in(page, app_url, "therapist")
+    open_page(page, "Plan treatment")
+    choose_episode(page, "DEMO-0011")
+    page.get_by_role("button", name="Recommend a plan").click()
+    tuned = page.get_by_test_id("stMetric").filter(has_text="This plan: expected reduction")
+    slider = page.get_by_role("slider").nth(1)  # muscle training / week
+    for key in ("End", "Home"):
+        settle(page)
+        before = tuned.inner_text()
+        slider.focus()
+        page.keyboard.press(key)
+        expect(tuned).not_to_have_text(before)
+    no_exception(page)
+
+    for name, value in CLINIC_ENV[app_url].items():
+        monkeypatch.setenv(name, value)
+    from recommender.services import open_service
+
+    svc = open_service()
+    token = next(c["value"] for c in page.context.cookies() if c["name"] == "recommender_session")
+    svc.sign_out(svc.resume(token.strip('"')))
+    svc.db.dispose()
+    settle(page)
+    slider.focus()
+    page.keyboard.press("End")
+    expect(page.get_by_role("textbox", name="Username")).to_be_visible()
+    expect(page.get_by_text("therapist ·")).to_have_count(0)
+    no_exception(page)
 
 
 def test_sign_in_survives_a_reload(page, app_url):

@@ -16,7 +16,16 @@ from recommender.web.plan_form import (
     plan_controls,
     plan_lines,
 )
-from recommender.web.ui import actor, open_patient, safe_file_name, service, show_refusal, text
+from recommender.services.sessions import SessionEnded
+from recommender.web.ui import (
+    actor,
+    keep_session_alive,
+    open_patient,
+    safe_file_name,
+    service,
+    show_refusal,
+    text,
+)
 from recommender.web.wording import (
     EVIDENCE_HELP,
     INTERVAL_HELP,
@@ -101,13 +110,15 @@ intake = svc.intake(me, episode)
 accepted = svc.current_decision(me, episode)
 recs = st.session_state.setdefault("recommendations", {})
 if episode not in recs:
-    if st.button("Recommend a plan", type="primary", key="recommend"):
+    slot = st.empty()  # the button goes once the plan is there: drawn in this same run, not a rerun
+    if slot.button("Recommend a plan", type="primary", key="recommend"):
         try:
             with st.spinner("Scoring every allowed plan for this patient…"):
                 recs[episode] = svc.recommend(me, episode)
-            st.rerun()
+            slot.empty()
         except Exception as exc:  # noqa: BLE001 - shown to the user, nothing is stored
             show_refusal(exc)
+if episode not in recs:
     if accepted:
         st.success("Accepted plan (decision {}): {}".format(accepted["decision_id"],
                                                             accepted["plan"].describe()))
@@ -145,70 +156,84 @@ with st.expander("Other plans, ranked"):
                    "chance of relief": f"{p.prob_improvement:.0%}", "evidence": p.evidence_level}
                   for p in rec.ranked()], hide_index=True)
 
-st.subheader("Tune")
-controls = plan_controls(rec.gate)
-start = accepted["plan"] if accepted else best.plan
-k = f"{episode}-{rec_id}-{accepted['decision_id'] if accepted else 0}"
-t1, t2, t3 = st.columns(3)
-with t1:
-    sessions = st.select_slider("Massage sessions / week", controls.massage_sessions,
-                                value=start.massage_sessions_per_week, key=f"ms-{k}",
-                                disabled=len(controls.massage_sessions) == 1)
-    intensity = st.radio("Massage intensity", controls.intensities, horizontal=True, key=f"mi-{k}",
-                         index=controls.intensities.index(start.massage_intensity)
-                         if start.massage_intensity in controls.intensities else 0,
-                         disabled=sessions == 0 or controls.intensities == ("none",))
-    if controls.locked_reason:
-        st.caption(f"🔒 {controls.locked_reason}")
-with t2:
-    training = st.select_slider("Muscle training / week", controls.training_sessions,
-                                value=start.muscle_training_sessions_per_week, key=f"mt-{k}")
-    exercise = st.select_slider("Own exercise days / week", controls.exercise_days,
-                                value=start.exercise_days_per_week, key=f"ex-{k}")
-with t3:
-    minutes = st.select_slider("Minutes per session", controls.minutes, value=start.session_minutes,
-                               key=f"mn-{k}")
-    weeks = st.select_slider("Programme weeks", controls.weeks, value=start.programme_weeks, key=f"wk-{k}")
 
-plan = build_plan(sessions, intensity if sessions else "none", training, exercise, minutes, weeks)
-changed = differs(best.plan, plan)
-audited = st.session_state.setdefault("tuned", {})
-tuned = svc.tune(me, episode, plan, audit=changed != [] and audited.get(k) != plan)
-if changed:
-    audited[k] = plan
-m1, m2, m3 = st.columns(3)
-m1.metric("This plan: expected reduction", f"{tuned.predicted_reduction:.1f} points",
-          f"{tuned.predicted_reduction - best.predicted_reduction:+.1f} vs recommended", help=PAIN_SCALE_HELP)
-m2.metric("Likely range (9 in 10)", f"{tuned.interval_low:.1f} to {tuned.interval_high:.1f}",
-          help=INTERVAL_HELP)
-m3.metric("Chance of a relief that matters", f"{tuned.prob_improvement:.0%}")
-if tuned.evidence_level == "limited":
-    st.warning("Limited evidence: few past patients like this had a plan like this.")
-
-st.subheader("Accept")
-reason_code, note, change_code, change_reason = None, "", None, ""
-if changed:
-    st.info("This plan differs from the recommendation in: " + labels(changed) + ".")
-    reason_code = st.selectbox("Reason for the difference", list(OVERRIDE_REASONS),
-                               format_func=OVERRIDE_REASONS.get, index=None, key=f"rc-{k}",
-                               placeholder="Choose a reason")
-    note = st.text_input("Note", key=f"note-{k}")
-changes_accepted = accepted is not None and plan != accepted["plan"]
-if changes_accepted:
-    st.warning("This episode already has an accepted plan. Accepting this one replaces it; both "
-               "stay on record.")
-    change_code = st.selectbox("Why change the accepted plan?", list(PLAN_CHANGE_REASONS),
-                               format_func=PLAN_CHANGE_REASONS.get, index=None, key=f"chgc-{k}",
-                               placeholder="Choose a reason")
-    change_reason = st.text_input("Note on the change", key=f"chg-{k}")
-if st.button("Accept plan" if not changes_accepted else "Replace the accepted plan", type="primary",
-             key=f"accept-{k}", disabled=accepted is not None and not changes_accepted):
+@st.fragment
+def tune_and_accept() -> None:
+    """Tuning reruns only this part of the page: the patient, the search and the ranked plans
+    above it stay as they are (a slider move costs a prediction, not the whole page).  The
+    service re-checks the session on every call; the idle clock and a session that ended are
+    handed to the full run, which signs the user out."""
+    keep_session_alive()
     try:
-        svc.accept(me, rec_id, plan, reason_code=reason_code, reason_text=note,
-                   change_code=change_code, change_reason=change_reason)
+        st.subheader("Tune")
+        controls = plan_controls(rec.gate)
+        start = accepted["plan"] if accepted else best.plan
+        k = f"{episode}-{rec_id}-{accepted['decision_id'] if accepted else 0}"
+        t1, t2, t3 = st.columns(3)
+        with t1:
+            sessions = st.select_slider("Massage sessions / week", controls.massage_sessions,
+                                        value=start.massage_sessions_per_week, key=f"ms-{k}",
+                                        disabled=len(controls.massage_sessions) == 1)
+            intensity = st.radio("Massage intensity", controls.intensities, horizontal=True, key=f"mi-{k}",
+                                 index=controls.intensities.index(start.massage_intensity)
+                                 if start.massage_intensity in controls.intensities else 0,
+                                 disabled=sessions == 0 or controls.intensities == ("none",))
+            if controls.locked_reason:
+                st.caption(f"🔒 {controls.locked_reason}")
+        with t2:
+            training = st.select_slider("Muscle training / week", controls.training_sessions,
+                                        value=start.muscle_training_sessions_per_week, key=f"mt-{k}")
+            exercise = st.select_slider("Own exercise days / week", controls.exercise_days,
+                                        value=start.exercise_days_per_week, key=f"ex-{k}")
+        with t3:
+            minutes = st.select_slider("Minutes per session", controls.minutes, value=start.session_minutes,
+                                       key=f"mn-{k}")
+            weeks = st.select_slider("Programme weeks", controls.weeks, value=start.programme_weeks, key=f"wk-{k}")
+
+        plan = build_plan(sessions, intensity if sessions else "none", training, exercise, minutes, weeks)
+        changed = differs(best.plan, plan)
+        audited = st.session_state.setdefault("tuned", {})
+        tuned = svc.tune(me, episode, plan, audit=changed != [] and audited.get(k) != plan)
+        if changed:
+            audited[k] = plan
+        m1, m2, m3 = st.columns(3)
+        m1.metric("This plan: expected reduction", f"{tuned.predicted_reduction:.1f} points",
+                  f"{tuned.predicted_reduction - best.predicted_reduction:+.1f} vs recommended", help=PAIN_SCALE_HELP)
+        m2.metric("Likely range (9 in 10)", f"{tuned.interval_low:.1f} to {tuned.interval_high:.1f}",
+                  help=INTERVAL_HELP)
+        m3.metric("Chance of a relief that matters", f"{tuned.prob_improvement:.0%}")
+        if tuned.evidence_level == "limited":
+            st.warning("Limited evidence: few past patients like this had a plan like this.")
+
+        st.subheader("Accept")
+        reason_code, note, change_code, change_reason = None, "", None, ""
+        if changed:
+            st.info("This plan differs from the recommendation in: " + labels(changed) + ".")
+            reason_code = st.selectbox("Reason for the difference", list(OVERRIDE_REASONS),
+                                       format_func=OVERRIDE_REASONS.get, index=None, key=f"rc-{k}",
+                                       placeholder="Choose a reason")
+            note = st.text_input("Note", key=f"note-{k}")
+        changes_accepted = accepted is not None and plan != accepted["plan"]
+        if changes_accepted:
+            st.warning("This episode already has an accepted plan. Accepting this one replaces it; both "
+                       "stay on record.")
+            change_code = st.selectbox("Why change the accepted plan?", list(PLAN_CHANGE_REASONS),
+                                       format_func=PLAN_CHANGE_REASONS.get, index=None, key=f"chgc-{k}",
+                                       placeholder="Choose a reason")
+            change_reason = st.text_input("Note on the change", key=f"chg-{k}")
+        if st.button("Accept plan" if not changes_accepted else "Replace the accepted plan", type="primary",
+                     key=f"accept-{k}", disabled=accepted is not None and not changes_accepted):
+            try:
+                svc.accept(me, rec_id, plan, reason_code=reason_code, reason_text=note,
+                           change_code=change_code, change_reason=change_reason)
+                st.rerun()
+            except Exception as exc:  # noqa: BLE001 - every refusal is shown, nothing half-stored
+                show_refusal(exc)
+    except SessionEnded:
         st.rerun()
-    except Exception as exc:  # noqa: BLE001 - every refusal is shown, nothing half-stored
-        show_refusal(exc)
+
+
+tune_and_accept()
 
 if accepted:
     shown = accepted["plan"]
