@@ -378,9 +378,10 @@ def write_doc(rows, driver: str, think: tuple[float, float]) -> None:
         f"Measured on {dt.date.today().isoformat()} on this project's {os.cpu_count()}-core machine "
         f"(5-minute load average {os.getloadavg()[1]:.1f} at the end) with:\n\n```bash\n"
         f"python benchmarks/bench_load.py{flag}\n```\n\n"
-        "N therapists at once against one `streamlit run` (app and job worker at 1 OpenMP/BLAS thread "
-        "each; the worker trains on its own core): sign in, find a patient, recommend, tune three times, "
-        f"accept. {how} {pause}. \"Retrain running\" keeps a data-staff training job running in the "
+        "N therapists at once against one `streamlit run` with the shipped `.streamlit/config.toml` (app "
+        "and job worker at 1 OpenMP/BLAS thread each, the worker at `RECOMMENDER_WORKER_NICE` 10): sign "
+        f"in, find a patient, recommend, tune three times, accept. {how} {pause}. \"Retrain running\" "
+        "keeps a data-staff training job running in the "
         "worker for the whole run. After each run the database is asked whether every visit's plan was "
         f"stored. Target: 10 therapists with a retrain running, p95 ≤ {TARGETS_MS['recommend']} ms "
         f"recommend and ≤ {TARGETS_MS['tune']} ms tune.\n\n" + load_table(rows) + "\n\n" + verdict(rows)))
