@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 from .conftest import CLINIC_ENV, ROOT
 
@@ -17,7 +18,9 @@ def test_the_websocket_driver_plans_and_accepts_like_a_browser(app_url, monkeypa
     from recommender.services import open_service
 
     times: dict = {}
-    asyncio.run(therapist_ws(app_url, "DEMO-0012", demo_password("therapist"), times, Pace(0, 0, seed=0)))
+    visit = therapist_ws(app_url, "DEMO-0012", demo_password("therapist"), times, Pace(0, 0, seed=0))
+    with ThreadPoolExecutor(1) as pool:  # its own event loop: Playwright's sync API may hold this thread's
+        pool.submit(asyncio.run, visit).result()
     assert "failed" not in times
     assert {step: len(times.get(step, [])) for step in STEPS} == {
         "sign in": 1, "find patient": 1, "recommend": 1, "tune": 3, "accept": 1}
