@@ -201,6 +201,7 @@ def run_method(method: str, scenario: str, n_train: int, train_seed: int, test_s
     }
     if method == "recommender":
         result["selection"] = runner.model.estimator_.selection_
+        result["stack_selection"] = runner.model.estimator_.stack_selection_
         result["caution_sweep"] = _caution_sweep(runner, cohort, test, hist, oracle)
         result.update(_honesty(runner, scenario, test_seed + 1000))
     return result
@@ -355,7 +356,9 @@ def render(results: list[dict], scale: list[dict], command: str, info: dict) -> 
                 f"(95 % CI {ours['dr_ci'][0]:.3f}–{ours['dr_ci'][1]:.3f}) vs exact "
                 f"{ours['dr_exact']:.3f} (error {ours['dr_error']:+.3f}); guideline fallback for "
                 f"{ours['fallback_share']:.1%} of patients. Effect model chosen by cross-fitted "
-                f"policy value: `{ours['selection']['chosen']}` ({ours['selection']['reason']}).",
+                f"policy value: `{ours['selection']['chosen']}` ({ours['selection']['reason']}); "
+                f"weight of the direct (boosted) model in the stacked ranking "
+                f"{ours['stack_selection']['chosen']:g} ({ours['stack_selection']['reason']}).",
             ]
         lines.append("")
     lines += _caution_table(results)
@@ -377,7 +380,7 @@ def render(results: list[dict], scale: list[dict], command: str, info: dict) -> 
 def _summary(results: list[dict]) -> list[str]:
     """One row per scenario: the recommender beside the best peer and the guideline."""
     lines = ["## Summary (normalised value; harmed share in brackets)", "",
-             "| scenario | episodes | recommender | guideline | hgb_s_learner | causal_forest_dml | effect model chosen |",
+             "| scenario | episodes | recommender | guideline | hgb_s_learner | causal_forest_dml | effect model chosen (stack weight) |",
              "|---|---|---|---|---|---|---|"]
     for scenario in SCENARIOS:
         rows = {r["method"]: r for r in results if r["scenario"] == scenario}
@@ -385,9 +388,11 @@ def _summary(results: list[dict]) -> list[str]:
             continue
         cells = [f"{rows[m]['normalised_value']:.3f} ({rows[m]['harmed_share']:.2%})" if m in rows else "–"
                  for m in METHODS]
-        chosen = rows["recommender"]["selection"]["chosen"] if "recommender" in rows else "–"
+        ours = rows.get("recommender")
+        chosen = (f"`{ours['selection']['chosen']}` ({ours['stack_selection']['chosen']:g})"
+                  if ours else "–")
         n = next(iter(rows.values()))["n_train"]
-        lines.append(f"| {scenario} | {n:,} | " + " | ".join(cells) + f" | `{chosen}` |")
+        lines.append(f"| {scenario} | {n:,} | " + " | ".join(cells) + f" | {chosen} |")
     return lines + [""]
 
 

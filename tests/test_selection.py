@@ -69,3 +69,39 @@ def test_single_candidate_needs_no_contest_and_empty_is_refused():
     assert est.selection_["chosen"] == "spline+1" and est.basis_ == "spline"
     with pytest.raises(ValueError, match="at least one"):
         PlanEffectRegressor(n_plan_columns=1, candidates=()).fit(X, y)
+
+
+def _tree_world(n, seed):
+    """A dose that helps patients with a middling trait and harms the others: a tree-shaped
+    modifier (|x| < 0.7) that effects linear in the patient features cannot represent."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 3))
+    dose = np.clip(np.round(2 + 0.8 * x[:, 2] + rng.normal(0, 1.2, n)), 0, 4)  # confounded
+    slope = np.where(np.abs(x[:, 1]) < 0.7, 1.0, -0.6)
+    y = x[:, 2] + np.cos(x[:, 0]) + slope * dose + rng.normal(0, 1, n)
+    return np.column_stack([x, dose]), y, slope
+
+
+def test_direct_model_is_stacked_when_it_recommends_better():
+    X, y, _ = _tree_world(6000, 0)
+    est = PlanEffectRegressor(n_plan_columns=1, stack_weights=(0.0, 0.5), stack_shortlist=3,
+                              random_state=0).fit(X, y)
+    assert est.stack_selection_["chosen"] == est.stack_weight_ == 0.5
+    assert est.direct_model_ is not None
+    Xt, _, slope = _tree_world(2000, 1)
+    grid = np.arange(5.0)[:, None]
+    mean, _, sd = est.score_grid(Xt[:, :3], grid)
+    eligible = np.ones_like(mean, dtype=bool)
+    eligible[:, 4] = False  # an ineligible plan is never chosen, stacked or not
+    score, _ = est.stacked_scores(Xt[:, :3], grid, mean, sd, 1.0, eligible)
+    assert np.isinf(score[:, 4]).all() and (np.isfinite(score).sum(axis=1) == 3).all()
+    stacked_dose = grid[score.argmax(axis=1), 0]
+    alone_dose = grid[np.where(eligible, mean - sd, -np.inf).argmax(axis=1), 0]
+    assert np.mean(slope * stacked_dose) > np.mean(slope * alone_dose) + 0.1
+
+
+def test_thin_data_is_not_stacked():
+    X, y, _ = _tree_world(MIN_ROWS_FOR_SELECTION - 500, 2)
+    est = PlanEffectRegressor(n_plan_columns=1, stack_weights=(0.0, 0.5), random_state=0).fit(X, y)
+    assert est.stack_weight_ == 0.0 and est.direct_model_ is None
+    assert "fewer than" in est.stack_selection_["reason"]

@@ -77,6 +77,8 @@ PAIN_SCALE_MAX = 10  # NRS 0–10: a reduction lies between pain − 10 and pain
 DEFAULT_CAUTION, DEFAULT_SWITCH_Z = 2.0, 1.0
 # The present rigid model first (kept when data is thin), then adaptive and hinged ones.
 DEFAULT_CANDIDATES = (("quadratic", 0), ("quadratic", 2), ("spline", 2), ("spline", 3))
+# Stacking weights of the direct (boosted) outcome model, the effect model alone first.
+DEFAULT_STACK_WEIGHTS = (0.0, 0.25, 0.5)
 
 
 _THREADPOOLS = ThreadpoolController()
@@ -170,6 +172,10 @@ class TreatmentRecommender(BaseEstimator):
         Candidate effect models (dose–response basis, adaptive-ridge rounds), the present
         rigid model first; the data choose among them by cross-fitted policy value
         (see ``estimator_.selection_``).
+    stack_weights : tuple of float
+        Weights of a direct boosted outcome model stacked into the ranking of the effect
+        model's shortlist, no stacking first; chosen by cross-fitted policy value
+        (see ``estimator_.stack_selection_``).
     random_state : int
     """
 
@@ -177,12 +183,14 @@ class TreatmentRecommender(BaseEstimator):
                  coverage: float = 0.9,
                  n_alternatives: int = 4,
                  candidates: tuple[tuple[str, int], ...] = DEFAULT_CANDIDATES,
+                 stack_weights: tuple[float, ...] = DEFAULT_STACK_WEIGHTS,
                  random_state: int = 0) -> None:
         self.caution = caution
         self.switch_z = switch_z
         self.coverage = coverage
         self.n_alternatives = n_alternatives
         self.candidates = candidates
+        self.stack_weights = stack_weights
         self.random_state = random_state
 
     # ------------------------------------------------------------------ fit
@@ -219,6 +227,7 @@ class TreatmentRecommender(BaseEstimator):
             pair_modifiers=mods, coverage=self.coverage,
             candidates=tuple((str(k), int(r)) for k, r in self.candidates),
             selection_caution=self.caution, random_state=self.random_state,
+            stack_weights=tuple(float(v) for v in self.stack_weights),
         ).fit(np.hstack([Xp, plans])[observed], y[observed], sample_weight=weights[observed],
               groups=episodes["patient_id"].to_numpy()[observed],
               policy_plans=supported if len(supported) else None)
@@ -384,13 +393,18 @@ class TreatmentRecommender(BaseEstimator):
         evidence = self._evidence(self.grid_support_[None, :], self._overlap_d2(Xp, grid))
         candidates = allowed & (evidence >= MODERATE)
         score = mean - self.caution * model_sd
+        # the choice: the effect model's score, or the stacked one on its shortlist
+        choice, stacked_mean = self.estimator_.stacked_scores(Xp, grid, mean, model_sd,
+                                                              self.caution, candidates)
 
         guide_plans = np.array([guideline_plan_for(level > 0, int(level)).encode() for level in levels])
         guide = np.array([PLAN_SPACE.index_of(Plan.from_encoded(p)) for p in guide_plans])
         rows = np.arange(len(intakes))
         has_candidate = candidates.any(axis=1)
-        best = np.where(has_candidate, np.where(candidates, score, -np.inf).argmax(axis=1), guide)
-        gain = mean[rows, best] - mean[rows, guide]
+        best = np.where(has_candidate, choice.argmax(axis=1), guide)
+        guide_mean = clip_to_scale(self.estimator_.stacked_mean_of(Xp, grid[guide], mean[rows, guide]),
+                                   pain)
+        gain = clip_to_scale(stacked_mean[rows, best], pain) - guide_mean
         _, gain_sd = self.estimator_.difference(Xp, grid[best], grid[guide])
         fallback = (best == guide) | (gain <= self.switch_z * gain_sd) | ~has_candidate
         best = np.where(fallback, guide, best)

@@ -16,7 +16,10 @@ An R-learner (Nie & Wager 2021) with a dose–response basis chosen by the data:
   cross-fitted doubly-robust value of the plans they would recommend
   (:mod:`recommender.model.selection`); the first (the present rigid model) is kept
   unless another is clearly better;
-* ``ψ(x)`` — standardised patient features, so every effect varies by patient.
+* ``ψ(x)`` — standardised patient features, so every effect varies by patient;
+* optionally a *direct* outcome model (gradient boosting on patient and plan) is stacked
+  into the ranking of the chosen model's shortlist, with a weight that must win the same
+  cross-fitted policy-value contest (:func:`recommender.model.selection.stack_contest`).
 
 ``B`` is a ridge solution with the penalty chosen by cross-validation; its
 posterior covariance gives each prediction an epistemic variance, which widens
@@ -40,7 +43,13 @@ from sklearn.utils.validation import (
 )
 
 from recommender.model.plan_basis import PlanBasis
-from recommender.model.selection import select_basis
+from recommender.model.selection import (
+    MIN_ROWS_FOR_SELECTION,
+    select_basis,
+    shortlist_of,
+    stack_contest,
+    stacked,
+)
 
 _QUANTILE_GRID = np.linspace(0.0, 1.0, 201)
 # Rows per block when the effect design is built on the fly (bounds memory at 200k rows).
@@ -86,6 +95,12 @@ class PlanEffectRegressor(RegressorMixin, BaseEstimator):
     selection_caution : float
         The policy scored during selection ranks plans by ``mean − selection_caution ×
         epistemic sd`` (as the recommender does).
+    stack_weights : tuple of float
+        Weights of the direct model in the stacked ranking mean, ``(1 − λ) × effect model +
+        λ × direct model``, tried by cross-fitted policy value; the first (normally 0, the
+        effect model alone) is kept unless another is clearly better.
+    stack_shortlist : int
+        How many of the effect model's best plans per patient the stacked mean re-ranks.
     random_state : int or None
     """
 
@@ -99,6 +114,8 @@ class PlanEffectRegressor(RegressorMixin, BaseEstimator):
         nuisance_max_iter: int = 150,
         candidates: tuple[tuple[str, int], ...] = (("quadratic", 0),),
         selection_caution: float = 1.0,
+        stack_weights: tuple[float, ...] = (0.0,),
+        stack_shortlist: int = 20,
         random_state: int | None = None,
     ) -> None:
         self.n_plan_columns = n_plan_columns
@@ -109,6 +126,8 @@ class PlanEffectRegressor(RegressorMixin, BaseEstimator):
         self.nuisance_max_iter = nuisance_max_iter
         self.candidates = candidates
         self.selection_caution = selection_caution
+        self.stack_weights = stack_weights
+        self.stack_shortlist = stack_shortlist
         self.random_state = random_state
 
     # ------------------------------------------------------------------ bases
@@ -222,11 +241,71 @@ class PlanEffectRegressor(RegressorMixin, BaseEstimator):
         for name in ("policy_coef_", "alpha_", "coef_", "coef_cov_", "gram_", "ridge_"):
             setattr(self, name, fit[name])
         self.baseline_model_ = self._fit_baseline(Xp, y, w)
+        self._fit_stack(fit, fits, folds, Xp, psi, P, y, m_oof, w, plans)
         resid = fit["resid"]
         self._calibrate(folds, Xp, psi, fit["e_oof"], P, resid, w)
         self.oof_residual_ = resid
         self._grid_cache = None
         return self
+
+    def _fit_stack(self, fit, fits, folds, Xp, psi, P, y, m_oof, w, plans) -> None:
+        """Stacking weight of the direct model by cross-fitted policy value; the direct model
+        itself (on all rows) only when the weight is above zero."""
+        weights = tuple(float(v) for v in self.stack_weights) or (0.0,)
+        contest = len(weights) > 1 and len(y) >= MIN_ROWS_FOR_SELECTION
+        direct = []
+        if contest:
+            n = len(y)
+            for test in folds:
+                train = np.setdiff1d(np.arange(n), test)
+                direct.append(self._fit_direct(Xp[train], P[train], y[train], w[train]))
+        self.stack_weight_, self.stack_selection_ = stack_contest(
+            self, fit, fits, folds, Xp, psi, P, y - m_oof, m_oof, w, plans, self.selection_caution,
+            direct, weights, self.stack_shortlist, self.random_state)
+        self.direct_model_ = (self._fit_direct(Xp, P, y, w) if self.stack_weight_ > 0 else None)
+
+    def _fit_direct(self, Xp, P, y, w) -> HistGradientBoostingRegressor:
+        """Outcome from patient and plan together: sees tree-shaped interactions the ridge's
+        smooth curves miss, but is not orthogonalised, so it only re-ranks a shortlist."""
+        return HistGradientBoostingRegressor(
+            max_iter=300, learning_rate=0.08, random_state=self.random_state,
+        ).fit(np.hstack([Xp, P]), y, sample_weight=w)
+
+    @staticmethod
+    def direct_on(model, Xp: np.ndarray, plans: np.ndarray, top: np.ndarray) -> np.ndarray:
+        """A direct model's outcome for each patient under each of its shortlisted plans (n, k)."""
+        n, k = top.shape
+        X = np.hstack([np.repeat(Xp, k, axis=0), plans[top.reshape(-1)]])
+        return model.predict(X).reshape(n, k)
+
+    def stacked_scores(self, X_patients, plans: np.ndarray, mean: np.ndarray, model_sd: np.ndarray,
+                       caution: float, eligible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Ranking score ``stacked mean − caution × epistemic sd`` on each patient's shortlist
+        of eligible plans (−inf elsewhere), and the stacked mean (n, k plans).
+
+        Without stacking it is the effect model's score on every eligible plan."""
+        check_is_fitted(self)
+        score = np.where(eligible, mean - caution * model_sd, -np.inf)
+        if getattr(self, "direct_model_", None) is None or self.stack_weight_ == 0:
+            return score, mean
+        top = shortlist_of(score, self.stack_shortlist)
+        rows = np.arange(len(score))[:, None]
+        blend = stacked(mean[rows, top],
+                        self.direct_on(self.direct_model_, np.asarray(X_patients, float), plans, top),
+                        self.stack_weight_)
+        out_mean = mean.copy()
+        out_mean[rows, top] = blend
+        out = np.full_like(score, -np.inf)
+        out[rows, top] = np.where(np.isfinite(score[rows, top]), blend - caution * model_sd[rows, top],
+                                  -np.inf)
+        return out, out_mean
+
+    def stacked_mean_of(self, X_patients, plans_chosen: np.ndarray, mean: np.ndarray) -> np.ndarray:
+        """Stacked mean of one plan per patient (paired rows), e.g. the guideline plan."""
+        if getattr(self, "direct_model_", None) is None or self.stack_weight_ == 0:
+            return mean
+        direct = self.direct_model_.predict(np.hstack([np.asarray(X_patients, float), plans_chosen]))
+        return stacked(mean, direct, self.stack_weight_)
 
     def _cross_fit_baseline(self, folds, Xp, y, w) -> np.ndarray:
         """Out-of-fold m(x), so each row's residual comes from a model that never saw it."""
@@ -511,6 +590,8 @@ class PlanEffectRegressor(RegressorMixin, BaseEstimator):
                                       state["plan_half_range_"],
                                       tuple(np.empty(0) for _ in state["plan_low_"]))
             state["basis_"], state["adaptive_rounds_"] = "quadratic", 0
+        state.setdefault("stack_weight_", 0.0)  # saved before stacking existed
+        state.setdefault("direct_model_", None)
         self.__dict__.update(state)
 
     def __sklearn_tags__(self):

@@ -47,6 +47,7 @@ def model_card(model: TreatmentRecommender, parsed: EpisodeFile, source: str | P
                             "n_folds": est.n_folds, "n_coefficients": int(len(est.coef_))},
         # which effect model the data chose, and the cross-fitted policy values behind it
         "effect_model": est.selection_,
+        "stacking": getattr(est, "stack_selection_", None),
         "metrics": {
             "oof_mae": float(np.mean(np.abs(resid))),
             "oof_rmse": float(np.sqrt(np.mean(resid**2))),
