@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 
 import streamlit as st
@@ -14,7 +15,7 @@ limit_threads(get_settings().app_threads)  # before scikit-learn loads OpenMP: s
 from recommender.devtools import demo  # noqa: E402
 from recommender.services import AuditUnavailable  # noqa: E402
 from recommender.services.identity import SignInFailed  # noqa: E402
-from recommender.services.sessions import SessionEnded  # noqa: E402
+from recommender.services.sessions import SessionEnded, duration_words  # noqa: E402
 from recommender.web.jobs import ensure_worker  # noqa: E402
 from recommender.web.navigation import ROLE_PAGES  # noqa: E402
 from recommender.web.ui import (  # noqa: E402
@@ -89,7 +90,7 @@ elif "actor" in st.session_state:  # the account as it is now (disabled, demoted
         sign_out(str(exc).capitalize() + ".")
 if is_idle(st.session_state.get("last_active"), time.time(), idle_timeout_seconds()) \
         and "actor" in st.session_state:
-    sign_out(f"Signed out after {idle_timeout_seconds() / 60:.0f} minutes without activity.")
+    sign_out(f"Signed out after {duration_words(dt.timedelta(seconds=idle_timeout_seconds()))} without activity.")
 
 actor = st.session_state.get("actor")
 if actor is None:

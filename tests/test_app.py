@@ -142,6 +142,26 @@ def test_phlebitis_patient_has_massage_locked(demo_env):
     assert any("phlebitis" in c.value for c in at.caption)
 
 
+def test_the_discomfort_cap_limits_tuning_on_the_plan_page(demo_env):
+    """The demo patient's accepted plan has firm massage, which hurt twice: the plan page says
+    so, offers no intensity above the cap, and does not start tuning from the capped plan."""
+    from recommender.devtools.demo import DISCOMFORT_EPISODE
+
+    at = on_page("therapist", "plan.py")
+    next(t for t in at.text_input if t.label == "Search any episode or patient id").input(DISCOMFORT_EPISODE).run()
+    assert any("Massage capped" in w.value for w in at.warning)
+    at.button(key="recommend").click().run()
+    no_exception(at)
+    intensity = next(r for r in at.radio if r.label == "Massage intensity")
+    assert "firm" not in intensity.options and intensity.value != "firm"
+    assert any("no firmer than" in c.value for c in at.caption)  # the reason beside the lock
+    assert not any("not allowed for the patient now" in e.value for e in at.error)
+    # tuning starts from the (capped) recommendation, and replacing the firm plan asks why
+    assert not any(s.label == "Reason for the difference" for s in at.selectbox)
+    replace = next(b for b in at.button if b.label == "Replace the accepted plan")
+    assert not replace.disabled
+
+
 def test_new_intake_errors_beside_fields_then_saved_and_opened(demo_env):
     at = on_page("therapist", "plan.py")
     at.radio(key="patient_mode").set_value("New intake").run()

@@ -51,6 +51,52 @@ def test_controls_lock_massage_with_reason():
     assert "firm" not in anticoag.intensities and "anticoagulants" in anticoag.locked_reason
 
 
+def test_controls_follow_the_discomfort_cap_too():
+    from recommender.safety.tolerance import DiscomfortCap
+
+    moderate = plan_controls(gate.evaluate(CLEAN), DiscomfortCap(max_level=2, high_sessions=2, given="firm"))
+    assert moderate.intensities == ("gentle", "moderate") and "no firmer than moderate" in moderate.locked_reason
+    none = plan_controls(gate.evaluate(CLEAN), DiscomfortCap(max_level=0, high_sessions=2, given="gentle"))
+    assert none.massage_sessions == (0,) and none.intensities == ("none",)
+    # the cap only ever narrows what the gate allows
+    anticoag = plan_controls(gate.evaluate({**CLEAN, "anticoagulant_therapy": True}),
+                             DiscomfortCap(max_level=3, high_sessions=2, given="firm"))
+    assert "firm" not in anticoag.intensities
+
+
+def test_a_plan_above_the_cap_or_forbidden_by_the_gate_is_not_permitted():
+    from recommender.safety.tolerance import DiscomfortCap
+    from recommender.web.plan_form import permitted
+
+    firm, moderate = Plan(2, "firm", 2, 3, 30, 8), Plan(2, "moderate", 2, 3, 30, 8)
+    cap = DiscomfortCap(max_level=2, high_sessions=2, given="firm")
+    assert permitted(firm, gate.evaluate(CLEAN)) and not permitted(firm, gate.evaluate(CLEAN), cap)
+    assert permitted(moderate, gate.evaluate(CLEAN), cap)
+    assert not permitted(moderate, gate.evaluate({**CLEAN, "phlebitis": True}))
+
+
+def test_a_difference_never_reads_minus_zero():
+    from recommender.web.wording import signed
+
+    assert signed(-0.04) == "±0.0" and signed(0.0) == "±0.0"
+    assert signed(0.26) == "+0.3" and signed(-1.25) in ("-1.2", "-1.3")
+
+
+def test_timeouts_are_said_in_words():
+    from recommender.services.sessions import duration_words
+
+    assert duration_words(dt.timedelta(minutes=15)) == "15 minutes"
+    assert duration_words(dt.timedelta(minutes=1)) == "1 minute"
+    assert duration_words(dt.timedelta(seconds=12)) == "12 seconds"
+    assert duration_words(dt.timedelta(minutes=2.5)) == "2.5 minutes"
+
+
+def test_a_gate_refusal_is_shown_not_raised():
+    from recommender.web.ui import show_refusal
+
+    show_refusal(gate.GateViolation("plan above the discomfort cap"))  # an error box, no traceback
+
+
 def test_build_plan_and_differences():
     assert build_plan(0, "firm", 1, 2, 30, 8) == Plan(0, "none", 1, 2, 30, 8)
     assert differs(PLAN, build_plan(4, "gentle", 3, 3, 30, 8)) == ["muscle_training_sessions_per_week"]

@@ -196,6 +196,13 @@ class ClinicalService:
     def episode_state_from(intake: dict, visits: list[course.VisitRecord]) -> EpisodeState:
         return EpisodeState(intake, visits, course.current_state(intake, visits), course.cap_for(visits))
 
+    def discomfort_cap(self, actor: Actor, episode_code: str) -> DiscomfortCap | None:
+        """The discomfort cap in force for the episode now (None while the rule has not fired),
+        so a page offers only the intensities the cap allows."""
+        actor = self.access.require(actor, Action.VIEW_PATIENTS, f"episode:{episode_code}")
+        with self.store.read() as s:
+            return self.episode_state(s, self._episode(s, episode_code)).cap
+
     def recommend(self, actor: Actor, episode_code: str) -> tuple[int, Recommendation]:
         """Recommend for a stored episode, from the patient's state now, and record it."""
         actor = self.access.require(actor, Action.RECOMMEND, f"episode:{episode_code}")

@@ -20,8 +20,20 @@ from recommender.settings import get_settings
 from recommender.storage.schema import User, UserSession, utcnow
 
 TOKEN_BYTES = 32
-# last_seen_at is written at most this often per session (idle timeout stays accurate to it).
+# last_seen_at is written at most this often per session (idle timeout stays accurate to it),
+# and at least four times per timeout, so a short timeout never ends an active session.
 TOUCH_EVERY = dt.timedelta(seconds=30)
+
+
+def duration_words(span: dt.timedelta) -> str:
+    """"15 minutes", "1 minute", "12 seconds": a timeout as a person says it."""
+    seconds = span.total_seconds()
+    if seconds < 60:
+        n, unit = round(seconds), "second"
+    else:
+        n, unit = round(seconds / 60, 1), "minute"
+        n = int(n) if n == int(n) else n
+    return f"{n} {unit}{'' if n == 1 else 's'}"
 
 
 class SessionEnded(PermissionDenied):
@@ -68,12 +80,11 @@ class SessionRegistry:
         idle = self.idle_timeout()
         if now - _aware(sess.last_seen_at) > idle:
             self.end(token, "idle timeout")
-            raise SessionEnded(f"signed out after {idle.total_seconds() / 60:.0f} minutes without "
-                               "activity: sign in again")
+            raise SessionEnded(f"signed out after {duration_words(idle)} without activity: sign in again")
         if not user.active or user.locked:
             self.end(token, "account disabled")
             raise SessionEnded("the account is disabled or locked: ask an administrator")
-        if now - _aware(sess.last_seen_at) > TOUCH_EVERY:
+        if now - _aware(sess.last_seen_at) > min(TOUCH_EVERY, idle / 4):
             with self.store.db.write() as w:  # bookkeeping, not an audited change
                 w.execute(update(UserSession).where(UserSession.id == sess.id).values(last_seen_at=now))
         return Actor(user.username, user.role, token)

@@ -19,10 +19,12 @@ from recommender.contract.columns import (
 from recommender.safety.gate import Effect, GateDecision
 from recommender.safety.plans import (
     EXERCISE_DAYS,
+    INTENSITY_LEVEL,
     MASSAGE_SESSIONS,
     TRAINING_SESSIONS,
     Plan,
 )
+from recommender.safety.tolerance import DiscomfortCap
 from recommender.web.wording import plain
 
 SESSION_MINUTES_CHOICES = (15, 20, 30, 45, 60)
@@ -42,12 +44,22 @@ class PlanControls:
     weeks: tuple[int, ...] = PROGRAMME_WEEKS_CHOICES
 
 
-def plan_controls(decision: GateDecision) -> PlanControls:
-    """Only what the gate allows is selectable; the reason is shown beside the lock."""
+def plan_controls(decision: GateDecision, cap: DiscomfortCap | None = None) -> PlanControls:
+    """Only what the gate and the discomfort cap allow is selectable; the reasons are shown
+    beside the lock."""
     blocked = [r.message for r in decision.reasons if r.effect is not Effect.AVOID_REGION]
-    if not decision.massage_allowed:
+    intensities = decision.allowed_intensities()
+    if cap is not None:
+        blocked.append(cap.message)
+        intensities = tuple(i for i in intensities if INTENSITY_LEVEL[i] <= cap.max_level)
+    if not decision.massage_allowed or not intensities:
         return PlanControls((0,), ("none",), " ".join(blocked))
-    return PlanControls(MASSAGE_SESSIONS, decision.allowed_intensities(), " ".join(blocked))
+    return PlanControls(MASSAGE_SESSIONS, intensities, " ".join(blocked))
+
+
+def permitted(plan: Plan, decision: GateDecision, cap: DiscomfortCap | None = None) -> bool:
+    """Whether the gate and the discomfort cap allow ``plan`` for the patient now."""
+    return not decision.forbidding_reasons(plan) and (cap is None or cap.permits(plan))
 
 
 def build_plan(massage_sessions: int, intensity: str, training: int, exercise: int, minutes: int,

@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 import streamlit.components.v1 as components
 
+from recommender.safety.gate import GateViolation
 from recommender.services import (
     AuditUnavailable,
     ClinicService,
@@ -110,7 +111,7 @@ def show_refusal(exc: Exception) -> None:
         st.error(plain(exc))
         if exc.errors:
             st.dataframe(errors_table(exc.errors), hide_index=True)
-    elif isinstance(exc, (ValueError, AuditUnavailable)):
+    elif isinstance(exc, (ValueError, AuditUnavailable, GateViolation)):
         st.error(plain(exc))
     else:
         raise exc

@@ -69,6 +69,12 @@ _MARKDOWN_PUNCTUATION = "\\`*_{}[]()#+-.!|<>~$&:"
 _ZERO_WIDTH = "\u200b"
 
 
+def signed(difference: float) -> str:
+    """A difference to one decimal with its sign, never "-0.0" (which reads as a loss)."""
+    rounded = round(difference, 1)
+    return f"{rounded + 0.0:+.1f}" if rounded else "±0.0"
+
+
 def plain(value: object) -> str:
     """User or file data made inert for Streamlit's Markdown: every Markdown punctuation mark is
     backslash-escaped (it renders as itself) and autolinks (``://``, ``www.``, ``@``) are broken

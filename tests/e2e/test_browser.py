@@ -128,6 +128,33 @@ def test_tuning_a_plan_reruns_only_its_part_and_still_checks_the_session(page, a
     no_exception(page)
 
 
+def test_a_plan_accepted_elsewhere_shows_at_the_next_slider_move(page, app_url, monkeypatch):
+    """The tuning fragment must not keep a stale "no plan yet" after a colleague (or another
+    tab) accepted one: the next slider move redraws the page with the accepted plan."""
+    sign_in(page, app_url, "therapist")
+    open_page(page, "Plan treatment")
+    choose_episode(page, "DEMO-0010")
+    page.get_by_role("button", name="Recommend a plan").click()
+    expect(page.get_by_role("button", name="Accept plan")).to_be_visible()
+
+    for name, value in CLINIC_ENV[app_url].items():
+        monkeypatch.setenv(name, value)
+    from recommender.devtools.demo import demo_password
+    from recommender.services import open_service
+
+    svc = open_service()
+    colleague = svc.sign_in("therapist", demo_password("therapist"))
+    rec_id, rec = svc.recommend(colleague, "DEMO-0010")
+    decision = svc.accept(colleague, rec_id, rec.best.plan)
+    svc.db.dispose()
+    settle(page)
+    page.get_by_role("slider").nth(1).focus()
+    page.keyboard.press("End")
+    expect(page.get_by_text(re.compile(rf"Accepted plan \(decision {decision}\b"))).to_be_visible()
+    expect(page.get_by_role("button", name="Accept plan")).to_be_disabled()  # tuning restarts from it
+    no_exception(page)
+
+
 def test_sign_in_survives_a_reload(page, app_url):
     sign_in(page, app_url, "therapist")
     open_page(page, "Plan treatment")

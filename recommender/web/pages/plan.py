@@ -13,6 +13,7 @@ from recommender.web.plan_form import (
     errors_by_column,
     form_to_intake,
     intake_summary,
+    permitted,
     plan_controls,
     plan_lines,
 )
@@ -32,6 +33,7 @@ from recommender.web.wording import (
     PAIN_SCALE_HELP,
     labels,
     local_time,
+    signed,
     today,
 )
 
@@ -108,6 +110,9 @@ if status[episode] == "imported history":
 
 intake = svc.intake(me, episode)
 accepted = svc.current_decision(me, episode)
+cap = svc.discomfort_cap(me, episode)
+if cap is not None:
+    st.warning(f"Massage capped: {cap.message} ({cap.rule_id})", icon="🔻")
 recs = st.session_state.setdefault("recommendations", {})
 if episode not in recs:
     slot = st.empty()  # the button goes once the plan is there: drawn in this same run, not a rerun
@@ -165,9 +170,13 @@ def tune_and_accept() -> None:
     handed to the full run, which signs the user out."""
     keep_session_alive()
     try:
+        now = svc.current_decision(me, episode)
+        if (now or {}).get("decision_id") != (accepted or {}).get("decision_id"):
+            st.rerun()  # accepted meanwhile (another tab or colleague): redraw the whole page
         st.subheader("Tune")
-        controls = plan_controls(rec.gate)
-        start = accepted["plan"] if accepted else best.plan
+        controls = plan_controls(rec.gate, cap)
+        # tuning starts from the accepted plan, unless it is no longer allowed (a cap, a finding)
+        start = accepted["plan"] if accepted and permitted(accepted["plan"], rec.gate, cap) else best.plan
         k = f"{episode}-{rec_id}-{accepted['decision_id'] if accepted else 0}"
         t1, t2, t3 = st.columns(3)
         with t1:
@@ -197,23 +206,29 @@ def tune_and_accept() -> None:
         if changed:
             audited[k] = plan
         m1, m2, m3 = st.columns(3)
+        diff = signed(tuned.predicted_reduction - best.predicted_reduction)
         m1.metric("This plan: expected reduction", f"{tuned.predicted_reduction:.1f} points",
-                  f"{tuned.predicted_reduction - best.predicted_reduction:+.1f} vs recommended", help=PAIN_SCALE_HELP)
+                  f"{diff} vs recommended", delta_color="off" if diff == "±0.0" else "normal",
+                  help=PAIN_SCALE_HELP)
         m2.metric("Likely range (9 in 10)", f"{tuned.interval_low:.1f} to {tuned.interval_high:.1f}",
                   help=INTERVAL_HELP)
         m3.metric("Chance of a relief that matters", f"{tuned.prob_improvement:.0%}")
         if tuned.evidence_level == "limited":
             st.warning("Limited evidence: few past patients like this had a plan like this.")
+        if tuned.blocked_by:
+            st.error("This plan is not allowed for the patient now (" + ", ".join(tuned.blocked_by)
+                     + "): change it before accepting.", icon="⛔")
 
         st.subheader("Accept")
         reason_code, note, change_code, change_reason = None, "", None, ""
-        if changed:
+        to_accept = accepted is None or plan != accepted["plan"]
+        if changed and to_accept:
             st.info("This plan differs from the recommendation in: " + labels(changed) + ".")
             reason_code = st.selectbox("Reason for the difference", list(OVERRIDE_REASONS),
                                        format_func=OVERRIDE_REASONS.get, index=None, key=f"rc-{k}",
                                        placeholder="Choose a reason")
             note = st.text_input("Note", key=f"note-{k}")
-        changes_accepted = accepted is not None and plan != accepted["plan"]
+        changes_accepted = accepted is not None and to_accept
         if changes_accepted:
             st.warning("This episode already has an accepted plan. Accepting this one replaces it; both "
                        "stay on record.")
@@ -222,7 +237,7 @@ def tune_and_accept() -> None:
                                        placeholder="Choose a reason")
             change_reason = st.text_input("Note on the change", key=f"chg-{k}")
         if st.button("Accept plan" if not changes_accepted else "Replace the accepted plan", type="primary",
-                     key=f"accept-{k}", disabled=accepted is not None and not changes_accepted):
+                     key=f"accept-{k}", disabled=not to_accept or bool(tuned.blocked_by)):
             try:
                 svc.accept(me, rec_id, plan, reason_code=reason_code, reason_text=note,
                            change_code=change_code, change_reason=change_reason)
