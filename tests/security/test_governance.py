@@ -393,3 +393,35 @@ def test_an_accept_that_the_gate_refuses_is_audited(service, trained):
     events = service.audit_events(service.actors["supervisor"])
     refused = events[events["action"] == "accept_refused"]
     assert len(refused) == 1 and "CI-PHLEBITIS" in refused.iloc[0]["reason"]
+
+
+def test_a_short_idle_timeout_never_ends_an_active_session(sqlite_service, monkeypatch):
+    """The session's last-seen time is written at least four times per timeout (it was every
+    30 s, so a 12 s timeout ended sessions in use); 13 s without use ends it, said in words."""
+    import datetime as dt
+
+    from sqlalchemy import select, update
+
+    from recommender.services.sessions import token_sha256
+    from recommender.storage.schema import UserSession
+
+    monkeypatch.setenv("RECOMMENDER_IDLE_MINUTES", "0.2")
+    therapist = sqlite_service.actors["therapist"]
+
+    def seen_ago(seconds: float) -> None:
+        with sqlite_service.db.write() as s:
+            s.execute(update(UserSession).where(UserSession.token_sha256 == token_sha256(therapist.session_token))
+                      .values(last_seen_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds)))
+
+    def last_seen_age() -> float:
+        with sqlite_service.db.read() as s:
+            seen = s.execute(select(UserSession.last_seen_at).where(
+                UserSession.token_sha256 == token_sha256(therapist.session_token))).scalar_one()
+        return (dt.datetime.now(dt.UTC) - seen.replace(tzinfo=dt.UTC)).total_seconds()
+
+    seen_ago(5)
+    sqlite_service.find_episodes(therapist)
+    assert last_seen_age() < 2  # used 5 s after the last write: written again (5 s > 12 s / 4)
+    seen_ago(13)
+    with pytest.raises(SessionEnded, match="12 seconds without activity"):
+        sqlite_service.find_episodes(therapist)
