@@ -90,7 +90,8 @@ elif "actor" in st.session_state:  # the account as it is now (disabled, demoted
         sign_out(str(exc).capitalize() + ".")
 if is_idle(st.session_state.get("last_active"), time.time(), idle_timeout_seconds()) \
         and "actor" in st.session_state:
-    sign_out(f"Signed out after {duration_words(dt.timedelta(seconds=idle_timeout_seconds()))} without activity.")
+    idle_for = duration_words(dt.timedelta(seconds=idle_timeout_seconds()))
+    sign_out(f"Signed out after {idle_for} without activity.")
 
 actor = st.session_state.get("actor")
 if actor is None:

@@ -26,7 +26,7 @@ TOUCH_EVERY = dt.timedelta(seconds=30)
 
 
 def duration_words(span: dt.timedelta) -> str:
-    """"15 minutes", "1 minute", "12 seconds": a timeout as a person says it."""
+    """A timeout as a person says it: "15 minutes", "1 minute", "12 seconds"."""
     seconds = span.total_seconds()
     if seconds < 60:
         n, unit = round(seconds), "second"

@@ -5,6 +5,7 @@ import streamlit as st
 from recommender.outputs.fhir import care_bundle_json
 from recommender.outputs.handout import Clinic, handout, handout_html, handout_lines
 from recommender.services import OVERRIDE_REASONS, PLAN_CHANGE_REASONS, InputRejected
+from recommender.services.sessions import SessionEnded
 from recommender.settings import get_settings
 from recommender.web.plan_form import (
     INTAKE_FIELDS,
@@ -17,7 +18,6 @@ from recommender.web.plan_form import (
     plan_controls,
     plan_lines,
 )
-from recommender.services.sessions import SessionEnded
 from recommender.web.ui import (
     actor,
     keep_session_alive,
