@@ -38,11 +38,6 @@ SELECTION_Z = 0.5
 SELECTION_ROWS_PER_FOLD = 800
 # The representer's ridge, as a multiple of the referee's own ridge penalty.
 RIESZ_PENALTY = 3.0
-# In the stacking contest the outcome model of the DR score is the direct model (the most
-# flexible one, as in the basis contest); the representer stays the referee's.  The effect
-# model as referee scores its own policy with the same fold model that chose it and never
-# let stacking win where it helped (the foreign clinic); an even mix of the two was as timid.
-STACK_REFEREE_DIRECT = 1.0
 
 
 def select_basis(est, fits: list[dict], folds, psi, P, r, w, plans: np.ndarray,
@@ -125,7 +120,7 @@ def stack_contest(est, fit: dict, fits: list[dict], folds, Xp, psi, P, r, m_oof,
             h_pol = direct_models[k].predict(np.hstack([Xp[rows], plans[pick]])) - m_oof[rows]
             scores[c].append(_dr_gain(est, referee, k, psi[rows], referee["e_oof"][rows], P[rows],
                                       plans[pick], r[rows], w[rows],
-                                      direct=(h_obs, h_pol, STACK_REFEREE_DIRECT)))
+                                      direct=(h_obs, h_pol)))
         wts.append(w[rows])
     wts = np.concatenate(wts)
     gains = [np.concatenate(s) for s in scores]
@@ -166,17 +161,17 @@ def _dr_gain(est, referee: dict, k: int, psi, e, P_obs, P_pol, r, w, direct=None
 
     ``r`` is y − m(x) and ``e`` the referee's e(x), both out of fold, so the baseline
     cancels from the contrast.  ``direct`` = (outcome − m(x) under the observed plans, under
-    π, weight): the outcome model becomes that mix of the referee and a direct model."""
+    π) of a direct model, which then replaces the referee as the outcome model (the
+    representer stays the referee's).  The stacking contest needs it: the effect model as
+    referee scores its own policy with the fold model that chose it and never let stacking
+    win where it helped (the foreign clinic); an even mix of the two was as timid."""
     basis, coef = referee["basis"], referee["fold_coefs"][k]
     Z_obs = est.effect_design(basis(P_obs) - e, psi, basis)
     Z_pol = est.effect_design(basis(P_pol) - e, psi, basis)
     target = (w[:, None] * Z_pol).sum(axis=0) / w.sum()
     G = referee["fold_grams"][k]
     gamma = np.linalg.solve(G + RIESZ_PENALTY * np.diag(referee["ridge_"]), target)
-    mu_obs, mu_pol = Z_obs @ coef, Z_pol @ coef
-    if direct is not None:
-        d_obs, d_pol, mix = direct
-        mu_obs, mu_pol = (1 - mix) * mu_obs + mix * d_obs, (1 - mix) * mu_pol + mix * d_pol
+    mu_obs, mu_pol = (Z_obs @ coef, Z_pol @ coef) if direct is None else direct
     return mu_pol - mu_obs + (Z_obs @ gamma) * (r - mu_obs)
 
 
