@@ -324,6 +324,8 @@ def render(results: list[dict], scale: list[dict], command: str, info: dict) -> 
         "Peak RSS is the whole benchmark child process (simulated data included).",
         "Scenarios are described in `docs/simulator.md`; `foreign_clinic` shares no functional",
         "form with the others. Timings are on a machine shared with other work (2 cores).",
+        "Where the remaining loss lies (by plan component and patient group) is in",
+        "`docs/benchmarks-losses.md` (`python benchmarks/bench_losses.py`).",
         "",
     ]
     lines += _summary(results)
