@@ -33,9 +33,18 @@ sys.path.insert(0, str(ROOT))
 
 from bench_engine import SCENARIOS, _data, machine  # noqa: E402
 
-# (label, encoded plan columns swapped together); columns as in recommender.safety.plans
-COMPONENTS = (("massage", (0, 1)), ("muscle training", (2,)), ("own exercise", (3,)),
-              ("minutes", (4,)), ("weeks", (5,)))
+from recommender.safety.plans import (  # noqa: E402
+    EXERCISE,
+    M_LEVEL,
+    M_SESSIONS,
+    MINUTES,
+    TRAINING,
+    WEEKS,
+)
+
+# (label, encoded plan columns swapped together; the first is the dose reported)
+COMPONENTS = (("massage", (M_SESSIONS, M_LEVEL)), ("muscle training", (TRAINING,)),
+              ("own exercise", (EXERCISE,)), ("minutes", (MINUTES,)), ("weeks", (WEEKS,)))
 GROUPS = ("activity_level", "pain_cause", "pain_region")
 OUT = ROOT / "docs" / "benchmarks-losses.md"
 
@@ -55,9 +64,12 @@ def component_swaps(value_of, recommended: np.ndarray, oracle: np.ndarray) -> di
 def group_regret(regret: np.ndarray, labels: np.ndarray) -> dict[str, dict]:
     """Mean regret per group and its ratio to the overall mean (share of patients too)."""
     overall = float(regret.mean())
-    return {str(g): {"share": float(np.mean(labels == g)), "regret": float(regret[labels == g].mean()),
-                     "ratio": float(regret[labels == g].mean() / overall) if overall else float("nan")}
-            for g in np.unique(labels)}
+    out = {}
+    for g in np.unique(labels):
+        mean = float(regret[labels == g].mean())
+        out[str(g)] = {"share": float(np.mean(labels == g)), "regret": mean,
+                       "ratio": mean / overall if overall else float("nan")}
+    return out
 
 
 def run(scenario: str) -> dict:
@@ -144,8 +156,7 @@ def main() -> int:
     threads = os.environ.get("OMP_NUM_THREADS")
     command = ((f"OMP_NUM_THREADS={threads} " if threads else "") + "python benchmarks/bench_losses.py"
                + (f" --jobs {args.jobs}" if args.jobs > 1 else ""))
-    info = machine()
-    Path(args.out).write_text(render(results, info, command))
+    Path(args.out).write_text(render(results, machine(), command))
     print(f"wrote {args.out}")
     return 0
 
