@@ -17,10 +17,25 @@ def test_report_on_simulated_data(trained, test_cohort, typed_test_rows):
     sim = report["simulated"]
     assert sim["oracle_value"] >= sim["model_value"] > sim["historical_value"]
     assert abs(sim["dr_error"]) < 0.5
+    assert abs(sim["dr_error_true_followup"]) < 0.5
     groups = {(r["group"], r["level"]) for r in report["subgroups"]}
     assert ("sex", "F") in groups and ("age_band", "40-59") in groups
     text = format_report(report)
     assert "normalised value" in text and "Subgroups" in text
+    assert f"{sim['dr_error_true_followup']:+.3f} with the true follow-up probabilities" in text
+
+
+def test_dr_uses_given_followup_probabilities(trained, typed_test_rows):
+    """Known P(followed up) replaces the learned model's: every followed-up episode weighs
+    1 / p, every lost one 0, and the estimate changes with them."""
+    model = trained["model"]
+    plans = np.array([r.best.plan.encode() for r in model.recommend_frame(typed_test_rows)])
+    observed = typed_test_rows["followup_pain_score"].notna().to_numpy()
+    p = np.linspace(0.3, 0.9, len(typed_test_rows))
+    dr = DoublyRobust(model, typed_test_rows, followup_probability=p)
+    np.testing.assert_allclose(dr.w, np.where(observed, 1 / p, 0.0))
+    learned = DoublyRobust(model, typed_test_rows).value(plans)["estimate"]
+    assert dr.value(plans)["estimate"] != learned
 
 
 def test_dr_corrects_a_biased_outcome_model(trained, typed_test_rows):

@@ -43,6 +43,22 @@ def test_loss_to_follow_up_depends_on_outcome():
     assert value[lost].mean() < value[~lost].mean() - 0.1
 
 
+@pytest.mark.parametrize("scenario", ["large_clinic", "heavy_noise", "foreign_clinic"])
+def test_true_followup_probability_undoes_the_outcome_dependent_loss(scenario):
+    """Weighting followed-up episodes by 1 / the true P(followed up) recovers the mean
+    outcome of all episodes (lost ones included); the unweighted mean is biased upward."""
+    cohort = simulate(30_000, seed=8, scenario=scenario)
+    p = cohort.followup_probability()
+    observed = cohort.episodes["followup_pain_score"].notna().to_numpy()
+    assert p.shape == observed.shape and np.all((p > 0) & (p < 1))
+    assert abs(p.mean() - observed.mean()) < 0.01
+    reduction = (cohort.episodes["pain_score"] - cohort.episodes["followup_pain_score"]).to_numpy(float)
+    truth = cohort.expected_reduction(encode_frame(cohort.episodes), paired=True).mean()
+    weighted = np.sum(np.where(observed, np.nan_to_num(reduction) / p, 0.0)) / len(p)
+    assert np.nanmean(reduction) - truth > 0.1  # the followed-up did better
+    assert abs(weighted - truth) < 0.06
+
+
 def test_therapists_choices_are_confounded():
     cohort = simulate(6000, seed=5, scenario="small_confounded")
     ep = cohort.episodes

@@ -181,6 +181,11 @@ class SimulatedCohort:
             best_val[sl] = values.max(axis=1)
         return best_idx, best_val
 
+    def followup_probability(self) -> np.ndarray:
+        """The true P(followed up) of each episode. It depends on the outcome itself (loss to
+        follow-up is not at random), so no model of the observed data can recover it."""
+        return self.truth["_p_followed_up"].to_numpy(dtype=float)
+
     def sample_outcomes(self, plans: np.ndarray, seed: int) -> np.ndarray:
         """Observed pain reductions if each patient had received ``plans`` (paired)."""
         rng = np.random.default_rng(seed)
@@ -520,9 +525,10 @@ def simulate(n_episodes: int | None = None, seed: int = 0,
                                + 0.35 * eps / sd + rng.normal(0, 0.5, n)), 2)
     unsafe = plans[:, M_LEVEL] > levels
     adverse = rng.random(n) < (0.01 + 0.05 * over + 0.12 * unsafe + 0.01 * np.maximum(load - 8, 0))
-    lost = rng.random(n) < expit(np.log(sc.loss_rate / (1 - sc.loss_rate))
-                                 - sc.loss_outcome * (reduction - 2) - 1.5 * (adherence - 0.8)
-                                 - 0.01 * (truth["age"].to_numpy() - 54))
+    p_lost = expit(np.log(sc.loss_rate / (1 - sc.loss_rate)) - sc.loss_outcome * (reduction - 2)
+                   - 1.5 * (adherence - 0.8) - 0.01 * (truth["age"].to_numpy() - 54))
+    lost = rng.random(n) < p_lost
+    truth["_p_followed_up"] = 1 - p_lost  # hidden: depends on the outcome itself
 
     episodes = truth.drop(columns=[c for c in truth if c.startswith("_")]).copy()
     episodes = pd.concat([encoded_to_frame(plans), episodes], axis=1)

@@ -45,6 +45,8 @@ class KnownTruth(Protocol):
 
     def sample_outcomes(self, plans: np.ndarray, seed: int) -> np.ndarray: ...
 
+    def followup_probability(self) -> np.ndarray: ...
+
 
 Z95 = norm.ppf(0.975)  # for 95 % confidence intervals of policy values
 RIESZ_PENALTIES = (1.0, 3.0, 10.0, 30.0, 100.0, 1000.0)  # × the outcome model's own ridge
@@ -60,9 +62,15 @@ def _observation_weights(model: TreatmentRecommender, episodes, Xp, plans, obser
 
 
 class DoublyRobust:
-    """DR policy values on one evaluation file, sharing the Gram matrix across policies."""
+    """DR policy values on one evaluation file, sharing the Gram matrix across policies.
 
-    def __init__(self, model: TreatmentRecommender, episodes: pd.DataFrame) -> None:
+    ``followup_probability``: each episode's P(followed up), when known from outside the
+    data (a simulator's truth), instead of the model of it learned at training time; the
+    difference between the two estimates is what loss to follow-up that depends on the
+    outcome itself costs, which no model of the observed data can remove."""
+
+    def __init__(self, model: TreatmentRecommender, episodes: pd.DataFrame,
+                 followup_probability: np.ndarray | None = None) -> None:
         self.model = model
         est = model.estimator_
         self.Xp = model.featurizer_.transform(episodes)
@@ -70,7 +78,9 @@ class DoublyRobust:
         self.pain = episodes["pain_score"].to_numpy(float)
         self.observed = episodes["followup_pain_score"].notna().to_numpy()
         self.y = np.where(self.observed, self.pain - episodes["followup_pain_score"].to_numpy(float), 0.0)
-        self.w = _observation_weights(model, episodes, self.Xp, self.plans, self.observed)
+        self.w = (_observation_weights(model, episodes, self.Xp, self.plans, self.observed)
+                  if followup_probability is None
+                  else inverse_probability_weights(np.asarray(followup_probability, float), self.observed))
         self.psi = est.patient_basis(self.Xp)
         self.e = est.expected_plan_basis(self.Xp)
         self.Z = est.effect_design(est.plan_basis(self.plans) - self.e, self.psi)
@@ -168,7 +178,7 @@ def evaluate(model: TreatmentRecommender, episodes: pd.DataFrame,
     }
     report["subgroups"] = _subgroups(episodes, dr, rec_plans, preds, covered)
     if cohort is not None:
-        report["simulated"] = _exact(cohort, episodes, rec_plans, recs, guide, report)
+        report["simulated"] = _exact(model, cohort, episodes, rec_plans, recs, guide, report)
     return report
 
 
@@ -195,7 +205,7 @@ def _subgroups(episodes, dr: DoublyRobust, rec_plans, preds, covered) -> list[di
     return rows
 
 
-def _exact(cohort, episodes, rec_plans, recs, guide, report) -> dict:
+def _exact(model, cohort, episodes, rec_plans, recs, guide, report) -> dict:
     if list(cohort.episodes["episode_id"]) != list(episodes["episode_id"]):
         raise ValueError("the file's episode ids do not match the simulated cohort; "
                          "pass the scenario, seed and size that produced it")
@@ -209,6 +219,7 @@ def _exact(cohort, episodes, rec_plans, recs, guide, report) -> dict:
     high = np.array([r.best.interval_high for r in recs])
     span = v_oracle.mean() - v_hist.mean()
     dr_model = report["policy_value"]["model"]["estimate"]
+    dr_true_followup = DoublyRobust(model, episodes, cohort.followup_probability()).value(rec_plans)
     return {
         "model_value": float(v_model.mean()),
         "historical_value": float(v_hist.mean()),
@@ -218,6 +229,8 @@ def _exact(cohort, episodes, rec_plans, recs, guide, report) -> dict:
         "regret": float(v_oracle.mean() - v_model.mean()),
         "harmed_share": float(np.mean(v_model < v_hist - 1.0)),
         "dr_error": float(dr_model - v_model.mean()),
+        # the same estimate with the true P(followed up): what remains is the estimator's own
+        "dr_error_true_followup": float(dr_true_followup["estimate"] - v_model.mean()),
         "recommended_interval_coverage": float(np.mean((sampled >= low) & (sampled <= high))),
     }
 
@@ -244,7 +257,8 @@ def format_report(report: dict) -> str:
             f"  model {s['model_value']:.2f}, historical {s['historical_value']:.2f}, "
             f"guideline {s['guideline_value']:.2f}, oracle {s['oracle_value']:.2f}",
             f"  normalised value {s['normalised_value']:.3f}, regret {s['regret']:.3f}, "
-            f"harmed share {s['harmed_share']:.2%}, DR error {s['dr_error']:+.3f}, "
+            f"harmed share {s['harmed_share']:.2%}, DR error {s['dr_error']:+.3f} "
+            f"({s['dr_error_true_followup']:+.3f} with the true follow-up probabilities), "
             f"recommended-plan coverage {s['recommended_interval_coverage']:.1%}",
         ]
     lines.append("Subgroups:")
