@@ -329,7 +329,9 @@ def render(results: list[dict], scale: list[dict], command: str, info: dict) -> 
         "Scenarios are described in `docs/simulator.md`; `foreign_clinic` shares no functional",
         "form with the others. Timings are on a machine shared with other work (2 cores).",
         "Where the remaining loss lies (by plan component and patient group) is in",
-        "`docs/benchmarks-losses.md` (`python benchmarks/bench_losses.py`).",
+        "`docs/benchmarks-losses.md` (`python benchmarks/bench_losses.py`); how much these figures",
+        "move with the training history drawn, in `docs/benchmarks-seeds.md`",
+        "(`python benchmarks/bench_seeds.py`).",
         "",
     ]
     lines += _summary(results)
