@@ -46,7 +46,8 @@ def test_loss_to_follow_up_depends_on_outcome():
 @pytest.mark.parametrize("scenario", ["large_clinic", "heavy_noise", "foreign_clinic"])
 def test_true_followup_probability_undoes_the_outcome_dependent_loss(scenario):
     """Weighting followed-up episodes by 1 / the true P(followed up) recovers the mean
-    outcome of all episodes (lost ones included); the unweighted mean is biased upward."""
+    expected outcome of all episodes (lost ones included); the unweighted mean of the
+    followed-up is biased upward."""
     cohort = simulate(30_000, seed=8, scenario=scenario)
     p = cohort.followup_probability()
     observed = cohort.episodes["followup_pain_score"].notna().to_numpy()
