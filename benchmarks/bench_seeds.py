@@ -101,7 +101,8 @@ def render(results: list[dict], info: dict, command: str, n_seeds: int) -> str:
         "then [min, max]. *Above the guideline plan*: normalised value minus the guideline plan's.",
         "*DR error, true follow-up* is the same doubly-robust estimate with the",
         "simulator's true P(followed up) in place of the learned one: the difference between the",
-        "two DR columns is what loss to follow-up that depends on the outcome itself costs.",
+        "two DR columns is the bias from patients who drop out because of how they are doing.",
+        "Normalised value and harm are defined as in `docs/benchmarks.md`.",
         "",
         "| scenario | episodes | " + " | ".join(label for label, _, _ in FIGURES) + " | model chosen per history |",
         "|---|---|" + "---|" * (len(FIGURES) + 1),
@@ -127,11 +128,14 @@ def main() -> int:
     parser.add_argument("--out", default=str(OUT))
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (one process each)")
     args = parser.parse_args()
+    if args.jobs < 1 or args.seeds < 1:
+        parser.error("--jobs and --seeds must be at least 1")
     jobs = [(scenario, k) for scenario in args.scenarios for k in range(args.seeds)]
+    results = []
     with mp.get_context("spawn").Pool(args.jobs, maxtasksperchild=1) as pool:
-        results = pool.map(run, jobs, chunksize=1)
-    for r in results:
-        print(json.dumps(r), flush=True)
+        for r in pool.imap_unordered(run, jobs):  # each result as it arrives: a long run shows progress
+            print(json.dumps(r), flush=True)
+            results.append(r)
     threads = os.environ.get("OMP_NUM_THREADS")
     command = ((f"OMP_NUM_THREADS={threads} " if threads else "") + "python benchmarks/bench_seeds.py"
                + (" --scenarios " + " ".join(args.scenarios) if args.scenarios != list(SCENARIOS) else "")

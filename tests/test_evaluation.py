@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from recommender.model.evaluation import DoublyRobust, evaluate, format_report
 
@@ -36,6 +37,18 @@ def test_dr_uses_given_followup_probabilities(trained, typed_test_rows):
     np.testing.assert_allclose(dr.w, np.where(observed, 1 / p, 0.0))
     learned = DoublyRobust(model, typed_test_rows).value(plans)["estimate"]
     assert dr.value(plans)["estimate"] != learned
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda p: p[:-1], "one value per episode"),
+    (lambda p: np.where(np.arange(len(p)) == 3, np.nan, p), "row 3 is nan"),
+    (lambda p: np.where(np.arange(len(p)) == 5, 0.0, p), "row 5 is 0.0"),
+    (lambda p: np.where(np.arange(len(p)) == 7, 1.5, p), "row 7 is 1.5"),
+])
+def test_given_followup_probabilities_are_checked(trained, typed_test_rows, change, message):
+    p = change(np.full(len(typed_test_rows), 0.8))
+    with pytest.raises(ValueError, match=message):
+        DoublyRobust(trained["model"], typed_test_rows, followup_probability=p)
 
 
 def test_dr_corrects_a_biased_outcome_model(trained, typed_test_rows):

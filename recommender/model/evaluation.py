@@ -61,13 +61,26 @@ def _observation_weights(model: TreatmentRecommender, episodes, Xp, plans, obser
     return inverse_probability_weights(p, observed)
 
 
+def _checked_probabilities(p, n_rows: int) -> np.ndarray:
+    """One probability in (0, 1] per episode, or a ValueError naming what is wrong."""
+    p = np.asarray(p, dtype=float)
+    if p.shape != (n_rows,):
+        raise ValueError(f"followup_probability has shape {p.shape}; one value per episode "
+                         f"({n_rows}) is needed")
+    bad = ~np.isfinite(p) | (p <= 0) | (p > 1)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"followup_probability of row {i} is {float(p[i])}; it must lie in (0, 1]")
+    return p
+
+
 class DoublyRobust:
     """DR policy values on one evaluation file, sharing the Gram matrix across policies.
 
     ``followup_probability``: each episode's P(followed up), when known from outside the
     data (a simulator's truth), instead of the model of it learned at training time; the
-    difference between the two estimates is what loss to follow-up that depends on the
-    outcome itself costs, which no model of the observed data can remove."""
+    difference between the two estimates is the bias from patients who drop out because of
+    how they are doing, which no model of the observed data can remove."""
 
     def __init__(self, model: TreatmentRecommender, episodes: pd.DataFrame,
                  followup_probability: np.ndarray | None = None) -> None:
@@ -78,9 +91,11 @@ class DoublyRobust:
         self.pain = episodes["pain_score"].to_numpy(float)
         self.observed = episodes["followup_pain_score"].notna().to_numpy()
         self.y = np.where(self.observed, self.pain - episodes["followup_pain_score"].to_numpy(float), 0.0)
-        self.w = (_observation_weights(model, episodes, self.Xp, self.plans, self.observed)
-                  if followup_probability is None
-                  else inverse_probability_weights(np.asarray(followup_probability, float), self.observed))
+        if followup_probability is None:
+            self.w = _observation_weights(model, episodes, self.Xp, self.plans, self.observed)
+        else:
+            self.w = inverse_probability_weights(
+                _checked_probabilities(followup_probability, len(episodes)), self.observed)
         self.psi = est.patient_basis(self.Xp)
         self.e = est.expected_plan_basis(self.Xp)
         self.Z = est.effect_design(est.plan_basis(self.plans) - self.e, self.psi)
