@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
 
 from bench_engine import SCENARIOS, _data, machine  # noqa: E402
+from doc_sections import measured_header  # noqa: E402
 
 from recommender.safety.plans import (  # noqa: E402
     EXERCISE,
@@ -102,16 +103,7 @@ def run(scenario: str) -> dict:
 
 
 def render(results: list[dict], info: dict, command: str) -> str:
-    lines = [
-        "# Where the recommender loses",
-        "",
-        f"Measured on {info['date']} on this project's {info['cores']}-core machine ({info['cpu']}), "
-        f"Python {info['python']}, scikit-learn {info['scikit-learn']}. Reproduce with:",
-        "",
-        "```bash",
-        command,
-        "```",
-        "",
+    lines = measured_header("Where the recommender loses", info, command) + [
         "Same training histories and 2,000 new patients as `docs/benchmarks.md`. Normalised value:",
         "0 = the therapists' historical plans, 1 = the best allowed plan (the oracle).",
         "",

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
 
 from bench_engine import N_HONESTY, N_TEST, SCENARIOS, _data, _honesty, machine  # noqa: E402
+from doc_sections import measured_header  # noqa: E402
 
 OUT = ROOT / "docs" / "benchmarks-seeds.md"
 SEED_STEP = 1000  # history k is drawn with bench_engine's training seed + k × SEED_STEP
@@ -83,16 +84,7 @@ def spread(values: list[float]) -> dict[str, float]:
 
 
 def render(results: list[dict], info: dict, command: str, n_seeds: int) -> str:
-    lines = [
-        "# Benchmark figures across training histories",
-        "",
-        f"Measured on {info['date']} on this project's {info['cores']}-core machine ({info['cpu']}), "
-        f"Python {info['python']}, scikit-learn {info['scikit-learn']}. Reproduce with:",
-        "",
-        "```bash",
-        command,
-        "```",
-        "",
+    lines = measured_header("Benchmark figures across training histories", info, command) + [
         f"The recommender is trained on {n_seeds} simulated histories of each scenario (the first is",
         "the one `docs/benchmarks.md` uses) and scored on the same "
         f"{N_TEST:,} new patients (value, harm) and the",

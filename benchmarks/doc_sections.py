@@ -5,6 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def measured_header(title: str, info: dict, command: str) -> list[str]:
+    """The opening lines of a generated benchmark file: title, where and with what it was
+    measured (``info`` as ``bench_engine.machine()`` returns it), and the command to rerun."""
+    return [
+        f"# {title}",
+        "",
+        f"Measured on {info['date']} on this project's {info['cores']}-core machine ({info['cpu']}), "
+        f"Python {info['python']}, scikit-learn {info['scikit-learn']}. Reproduce with:",
+        "",
+        "```bash",
+        command,
+        "```",
+        "",
+    ]
+
+
 def write_section(doc: Path, heading: str | None, body: str) -> None:
     """Replace the ``## heading`` section of ``doc`` (or, with None, the part before the first
     section) by ``body``, keeping every other part; a new section goes at the end."""
