@@ -88,3 +88,28 @@ def test_grid_uncertainty_equals_the_row_by_row_computation():
     paired_mean, _, paired_var = est.predict_parts(np.hstack([patients[rows], np.tile(grid, (7, 1))]))
     assert np.allclose(model_sd.ravel(), np.sqrt(paired_var))
     assert np.allclose(mean.ravel(), paired_mean)
+
+
+def test_thin_history_chooses_strong_shrinkage_beyond_the_old_grid():
+    """A few hundred episodes, twenty patient features, no real effect modification: cross-
+    validation must be able to shrink the per-patient interactions hard.  A penalty grid that
+    stopped at 10 left spurious per-patient differences in the dose effect."""
+    capped = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+    chosen, spread_default, spread_capped = [], [], []
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        x = rng.normal(size=(300, 20))
+        dose = np.clip(np.round(2 + x[:, 0] + rng.normal(0, 0.8, 300)), 0, 4)
+        y = 2 * x[:, 0] + 0.8 * dose - 0.15 * dose**2 + rng.normal(0, 2, 300)
+        X = np.column_stack([x, dose])
+        patients, grid = rng.normal(size=(1000, 20)), np.array([[0.0], [4.0]])
+        for alphas, spreads in ((None, spread_default), (capped, spread_capped)):
+            params = {} if alphas is None else {"alphas": alphas}
+            est = PlanEffectRegressor(n_plan_columns=1, random_state=0, **params).fit(X, y)
+            mean, _, _ = est.score_grid(patients, grid)
+            spreads.append(np.std(mean[:, 1] - mean[:, 0]))  # the true spread is 0
+            if alphas is None:
+                chosen.append(est.alpha_)
+    assert max(PlanEffectRegressor().alphas) >= 1000
+    assert sum(a > 10 for a in chosen) >= 3
+    assert np.median(spread_default) < 0.5 * np.median(spread_capped)

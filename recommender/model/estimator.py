@@ -78,7 +78,10 @@ class PlanEffectRegressor(RegressorMixin, BaseEstimator):
         Patient columns (indices into the patient part) that modify the
         pairwise plan interactions; all patient columns modify main effects.
     alphas : tuple of float
-        Ridge penalties (per effective sample) tried by cross-validation.
+        Ridge penalties (per effective sample) tried by cross-validation.  The grid reaches
+        far above what large histories choose: a few hundred episodes need a penalty of
+        30–1000, and a grid that stopped at 10 forced the thinnest clinics to personalise
+        on under-shrunk interactions.
     n_folds : int
         Folds for cross-fitting the nuisance models and choosing the penalty.
     coverage : float
@@ -108,7 +111,7 @@ class PlanEffectRegressor(RegressorMixin, BaseEstimator):
         self,
         n_plan_columns: int = 6,
         pair_modifiers: tuple[int, ...] = (),
-        alphas: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0),
+        alphas: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0),
         n_folds: int = 3,
         coverage: float = 0.9,
         nuisance_max_iter: int = 150,
