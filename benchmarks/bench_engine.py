@@ -314,8 +314,8 @@ def render(results: list[dict], scale: list[dict], command: str, info: dict) -> 
         "",
         f"Measured on {info['date']} on this project's machine: {info['cores']} cores ({info['cpu']}),",
         f"Python {info['python']}, scikit-learn {info['scikit-learn']}, OpenMP/BLAS threads "
-        f"{info['threads']}; the machine was shared with another engineer's work (5-minute load "
-        f"average {info['load']:.1f} at the end). Reproduce with:",
+        f"{info['threads']}; 5-minute load average {info['load']:.1f} at the end (above "
+        f"{info['cores']}, other work shared the machine). Reproduce with:",
         "",
         "```bash",
         command,
