@@ -8,6 +8,10 @@ benchmark retrains the recommender on ``--seeds`` histories of each scenario (th
 ``bench_engine.py``'s own, so its figures reappear) and scores every model on the same
 2,000 new patients and the same 10,000-patient honesty cohort. It reports each figure's
 mean, spread and worst case over the histories.
+
+It also sweeps the caution settings on every model and picks the engine's default from them
+(:func:`choose_caution`): over many histories the choice is less at the mercy of one draw
+than ``bench_engine.py``'s single-history sweep.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
 
-from bench_engine import N_HONESTY, N_TEST, SCENARIOS, _data, _honesty, machine  # noqa: E402
+from bench_engine import (CAUTION_GRID, N_HONESTY, N_TEST, SCENARIOS, _caution_sweep,  # noqa: E402
+                          _data, _honesty, machine)
 from doc_sections import measured_header  # noqa: E402
 
 OUT = ROOT / "docs" / "benchmarks-seeds.md"
@@ -70,6 +75,7 @@ def run(job: tuple[str, int]) -> dict:
         "harmed_share": float(np.mean(value < hist - 1.0)),
         "chosen": f"{model.estimator_.selection_['chosen']} ({model.estimator_.stack_weight_:g})",
     }
+    result["caution_sweep"] = _caution_sweep(_Fitted(model), cohort, test, hist, oracle)
     honesty = _honesty(_Fitted(model), scenario, test_seed + 1000)
     result.update({key: honesty[key] for key in
                    ("dr_error", "dr_error_true_followup", "coverage_recommended")})
@@ -81,6 +87,56 @@ def spread(values: list[float]) -> dict[str, float]:
     v = np.asarray(values, dtype=float)
     return {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
             "min": float(v.min()), "max": float(v.max())}
+
+
+def choose_caution(values: np.ndarray, harms: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+    """The caution setting to ship, from per-scenario means (scenarios × settings).
+
+    Settings whose mean normalised value (every scenario weighted alike) lies within one
+    paired standard error of the best are not told apart by the data; of those, the one
+    harming the fewest patients is chosen (the one-standard-error rule, with harm as the
+    tie-break because a clinic would). Returns the chosen index, each setting's difference
+    from the best mean and that difference's standard error over the scenarios.
+    """
+    best = int(values.mean(axis=0).argmax())
+    diff = values - values[:, [best]]
+    se = diff.std(axis=0, ddof=1) / np.sqrt(len(values)) if len(values) > 1 else np.zeros(values.shape[1])
+    tied = diff.mean(axis=0) >= -se
+    mean_harm = np.where(tied, harms.mean(axis=0), np.inf)
+    return int(mean_harm.argmin()), diff.mean(axis=0), se
+
+
+def caution_table(results: list[dict]) -> list[str]:
+    """Value and harm at each caution setting averaged over every history, and the choice."""
+    from recommender.model.engine import DEFAULT_CAUTION, DEFAULT_SWITCH_Z
+
+    names = [s for s in SCENARIOS if any(r["scenario"] == s and "caution_sweep" in r for r in results)]
+    if not names:
+        return []
+    def per_scenario(key: str) -> np.ndarray:  # (scenarios, settings): mean over histories
+        return np.array([np.mean([[c[key] for c in r["caution_sweep"]] for r in results
+                                  if r["scenario"] == s], axis=0) for s in names])
+    values, harms = per_scenario("normalised_value"), per_scenario("harmed_share")
+    chosen, diff, se = choose_caution(values, harms)
+    lines = ["## Caution over every history", "",
+             "Each model above ranked again at each setting (plans by mean − caution × sd; the",
+             "guideline plan left only for a gain above switch_z × its sd). Cells: normalised value",
+             "(harmed share), each the mean over the histories; *vs best*: the mean over scenarios",
+             "minus the best setting's, ± its paired standard error over the scenarios.", "",
+             "| caution | switch_z | " + " | ".join(names) + " | mean | vs best |",
+             "|---|---|" + "---|" * (len(names) + 2)]
+    for j, (c, z) in enumerate(CAUTION_GRID):
+        cells = [f"{values[i, j]:.3f} ({harms[i, j]:.2%})" for i in range(len(names))]
+        mark = "**" if j == chosen else ""
+        lines.append(f"| {mark}{c}{mark} | {mark}{z}{mark} | " + " | ".join(cells)
+                     + f" | {values[:, j].mean():.3f} | {diff[j]:+.4f} ± {se[j]:.4f} |")
+    c, z = CAUTION_GRID[chosen]
+    shipped = (DEFAULT_CAUTION, DEFAULT_SWITCH_Z)
+    lines += ["", f"Chosen (bold), by the one-standard-error rule: of the settings within one standard "
+              f"error of the best mean value, the one with the lowest mean harmed share: caution {c}, "
+              f"switch_z {z}. The engine ships caution {shipped[0]}, switch_z {shipped[1]}"
+              + (" (the same)." if shipped == (c, z) else ": **not the chosen setting**."), ""]
+    return lines
 
 
 def render(results: list[dict], info: dict, command: str, n_seeds: int) -> str:
@@ -110,7 +166,8 @@ def render(results: list[dict], info: dict, command: str, n_seeds: int) -> str:
                          f"[{fmt.format(s['min'])}, {fmt.format(s['max'])}]")
         chosen = "; ".join(f"`{r['chosen']}`" for r in rows)
         lines.append(f"| {scenario} | {rows[0]['n_train']:,} | " + " | ".join(cells) + f" | {chosen} |")
-    return "\n".join(lines) + "\n"
+    lines += [""] + caution_table(results)
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def main() -> int:
@@ -119,15 +176,21 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=3, help="training histories per scenario")
     parser.add_argument("--out", default=str(OUT))
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (one process each)")
+    parser.add_argument("--rerender", metavar="LOG",
+                        help="no training: render the results a run printed (one JSON line each) to LOG")
     args = parser.parse_args()
     if args.jobs < 1 or args.seeds < 1:
         parser.error("--jobs and --seeds must be at least 1")
-    jobs = [(scenario, k) for scenario in args.scenarios for k in range(args.seeds)]
-    results = []
-    with mp.get_context("spawn").Pool(args.jobs, maxtasksperchild=1) as pool:
-        for r in pool.imap_unordered(run, jobs):  # each result as it arrives: a long run shows progress
-            print(json.dumps(r), flush=True)
-            results.append(r)
+    if args.rerender:
+        results = [json.loads(line) for line in Path(args.rerender).read_text().splitlines()
+                   if line.startswith("{")]
+    else:
+        jobs = [(scenario, k) for scenario in args.scenarios for k in range(args.seeds)]
+        results = []
+        with mp.get_context("spawn").Pool(args.jobs, maxtasksperchild=1) as pool:
+            for r in pool.imap_unordered(run, jobs):  # each as it arrives: a long run shows progress
+                print(json.dumps(r), flush=True)
+                results.append(r)
     threads = os.environ.get("OMP_NUM_THREADS")
     command = ((f"OMP_NUM_THREADS={threads} " if threads else "") + "python benchmarks/bench_seeds.py"
                + (" --scenarios " + " ".join(args.scenarios) if args.scenarios != list(SCENARIOS) else "")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -35,3 +36,39 @@ def test_render_one_row_per_scenario_in_history_order():
     assert rows[0].endswith("`model0 (0)`; `model1 (0)` |")  # histories in order
     assert "| tiny_clinic | 1,500 | 0.500 ± 0.000 [0.500, 0.500]" in text
     assert "large_clinic" not in text  # scenarios not run are left out
+
+
+def test_choose_caution_takes_the_least_harmful_setting_the_data_cannot_tell_from_the_best():
+    from bench_seeds import choose_caution
+
+    # three scenarios × three settings; setting 0 is best on average, setting 1 is within a
+    # standard error of it and harms fewer patients, setting 2 is clearly worse but harmless
+    values = np.array([[0.90, 0.89, 0.70], [0.60, 0.61, 0.50], [0.80, 0.79, 0.60]])
+    harms = np.array([[0.01, 0.00, 0.00], [0.02, 0.01, 0.00], [0.00, 0.00, 0.00]])
+    chosen, diff, se = choose_caution(values, harms)
+    assert chosen == 1
+    assert diff[0] == 0 and diff[2] < -se[2]
+    # the same values with the harm reversed: the best mean is kept
+    assert choose_caution(values, harms[:, ::-1])[0] == 0
+
+
+def test_caution_table_marks_the_choice_and_says_whether_the_engine_ships_it():
+    from bench_engine import CAUTION_GRID
+    from bench_seeds import caution_table
+
+    def sweep(best_j: int) -> list[dict]:
+        return [{"normalised_value": 0.9 if j == best_j else 0.5, "harmed_share": 0.0}
+                for j in range(len(CAUTION_GRID))]
+
+    from recommender.model.engine import DEFAULT_CAUTION, DEFAULT_SWITCH_Z
+    shipped = CAUTION_GRID.index((DEFAULT_CAUTION, DEFAULT_SWITCH_Z))
+    other = (shipped + 1) % len(CAUTION_GRID)
+    def results(best_j: int) -> list[dict]:
+        return [dict(_result(s, k, 0.5), caution_sweep=sweep(best_j))
+                for s in ("large_clinic", "tiny_clinic") for k in (0, 1)]
+
+    assert "(the same)" in "\n".join(caution_table(results(shipped)))
+    text = "\n".join(caution_table(results(other)))
+    assert "not the chosen setting" in text
+    c, z = CAUTION_GRID[other]
+    assert f"| **{c}** | **{z}** |" in text
