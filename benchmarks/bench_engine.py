@@ -309,14 +309,21 @@ def machine() -> dict:
             "load": os.getloadavg()[1]}
 
 
+def load_note(load: float, cores: int) -> str:
+    """What the 5-minute load average at the end says about the timings beside it."""
+    if load > cores:
+        return (f"5-minute load average {load:.1f} at the end, above the {cores} cores: other work "
+                "shared the machine")
+    return f"5-minute load average {load:.1f} at the end, within the {cores} cores"
+
+
 def render(results: list[dict], scale: list[dict], command: str, info: dict) -> str:
     lines = [
         "# Benchmarks",
         "",
         f"Measured on {info['date']} on this project's machine: {info['cores']} cores ({info['cpu']}),",
         f"Python {info['python']}, scikit-learn {info['scikit-learn']}, OpenMP/BLAS threads "
-        f"{info['threads']}; 5-minute load average {info['load']:.1f} at the end (above "
-        f"{info['cores']}, other work shared the machine). Reproduce with:",
+        f"{info['threads']}; {load_note(info['load'], info['cores'])}. Reproduce with:",
         "",
         "```bash",
         command,
@@ -328,7 +335,8 @@ def render(results: list[dict], scale: list[dict], command: str, info: dict) -> 
         "Harmed: share of patients whose plan is > 1 point worse than their therapist's.",
         "Peak RSS is the whole benchmark child process (simulated data included).",
         "Scenarios are described in `docs/simulator.md`; `foreign_clinic` shares no functional",
-        "form with the others. Timings are on a machine shared with other work (2 cores).",
+        "form with the others. Timings are on this machine; the load average above says whether",
+        "other work shared it.",
         "Where the remaining loss lies (by plan component and patient group) is in",
         "`docs/benchmarks-losses.md` (`python benchmarks/bench_losses.py`); how much these figures",
         "move with the training history drawn, in `docs/benchmarks-seeds.md`",
