@@ -458,7 +458,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes; no scale run")
     parser.add_argument("--methods", nargs="*", default=list(METHODS))
-    parser.add_argument("--no-scale", action="store_true")
+    parser.add_argument("--no-scale", action="store_true",
+                        help="skip the CLI scale runs; --out keeps its previous scale section")
     parser.add_argument("--only-scale", action="store_true",
                         help="run only the CLI scale runs and rewrite only that section of --out")
     parser.add_argument("--scenarios", nargs="*", default=list(SCENARIOS))
@@ -489,9 +490,24 @@ def main() -> int:
     if args.quick:
         print(render(results, scale, command, machine()))
     else:
-        Path(args.out).write_text(render(results, scale, command, machine()))
+        write_keeping_scale(Path(args.out), render(results, scale, command, machine()))
         print(f"wrote {args.out}")
     return 0
+
+
+def write_keeping_scale(out: Path, text: str) -> None:
+    """Write ``text`` to ``out``; if it has no scale section (``--no-scale``), keep the one
+    ``out`` already had, marked as measured by an earlier run, rather than lose it."""
+    from doc_sections import read_section, write_section
+
+    heading = SCALE_HEADING[3:]
+    previous = None if f"\n{SCALE_HEADING}\n" in text else read_section(out, heading)
+    out.write_text(text)
+    if previous:
+        note = ("Kept from an earlier run (this one used `--no-scale`): measured then, not on "
+                "the date at the top.")
+        body = previous if note in previous else f"{previous}\n\n{note}"
+        write_section(out, heading, body)
 
 
 def only_scale(out: Path) -> int:

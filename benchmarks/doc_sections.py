@@ -37,3 +37,14 @@ def write_section(doc: Path, heading: str | None, body: str) -> None:
         else:
             sections.append(new)
     doc.write_text("\n\n".join([head.rstrip("\n")] + [s.rstrip("\n") for s in sections]) + "\n")
+
+
+def read_section(doc: Path, heading: str) -> str | None:
+    """The body of the ``## heading`` section of ``doc`` (without its heading), or None."""
+    if not doc.exists():
+        return None
+    for part in doc.read_text().split("\n## ")[1:]:
+        title, _, body = part.partition("\n")
+        if title == heading:
+            return body.strip()
+    return None
