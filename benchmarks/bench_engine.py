@@ -421,6 +421,22 @@ def _summary(results: list[dict]) -> list[str]:
     return lines + [""]
 
 
+def caution_grid_table(names: list[str], values: np.ndarray, harms: np.ndarray,
+                       chosen: int | None = None, vs_best: list[str] | None = None) -> list[str]:
+    """Normalised value (harmed share) per scenario at each caution setting, with the mean
+    over scenarios; ``values`` and ``harms`` are (scenarios × settings). ``chosen`` marks one
+    setting in bold, ``vs_best`` adds a column of ready-made cells."""
+    head = "| caution | switch_z | " + " | ".join(names) + " | mean |"
+    lines = [head + (" vs best |" if vs_best else ""),
+             "|---|---|" + "---|" * (len(names) + 1 + bool(vs_best))]
+    for j, (c, z) in enumerate(CAUTION_GRID):
+        mark = "**" if j == chosen else ""
+        cells = [f"{values[i, j]:.3f} ({harms[i, j]:.2%})" for i in range(len(names))]
+        lines.append(f"| {mark}{c}{mark} | {mark}{z}{mark} | " + " | ".join(cells)
+                     + f" | {values[:, j].mean():.3f} |" + (f" {vs_best[j]} |" if vs_best else ""))
+    return lines
+
+
 def _caution_table(results: list[dict]) -> list[str]:
     """Normalised value and harm at each caution setting, per scenario, and the setting a
     leave-one-scenario-out choice would make (the best mean on the other scenarios)."""
@@ -433,14 +449,10 @@ def _caution_table(results: list[dict]) -> list[str]:
              "Normalised value (harmed share) of one fitted model per scenario at each setting (the",
              "model is fitted at the engine's default and ranked again at each setting). One history is",
              "one draw: the default is chosen over three histories of every scenario, in",
-             "`docs/benchmarks-seeds.md`.", "",
-             "| caution | switch_z | " + " | ".join(names) + " | mean |",
-             "|---|---|" + "---|" * (len(names) + 1)]
+             "`docs/benchmarks-seeds.md`.", ""]
     values = np.array([[s["normalised_value"] for s in r["caution_sweep"]] for r in ours])  # (scen, set)
-    for j, (c, z) in enumerate(CAUTION_GRID):
-        cells = [f"{r['caution_sweep'][j]['normalised_value']:.3f} ({r['caution_sweep'][j]['harmed_share']:.2%})"
-                 for r in ours]
-        lines.append(f"| {c} | {z} | " + " | ".join(cells) + f" | {values[:, j].mean():.3f} |")
+    harms = np.array([[s["harmed_share"] for s in r["caution_sweep"]] for r in ours])
+    lines += caution_grid_table(names, values, harms)
     loso = []
     for i, name in enumerate(names):
         others = np.delete(values, i, axis=0).mean(axis=0)

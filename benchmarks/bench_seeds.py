@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
 
 from bench_engine import (CAUTION_GRID, N_HONESTY, N_TEST, SCENARIOS, _caution_sweep,  # noqa: E402
-                          _data, _honesty, machine)
+                          _data, _honesty, caution_grid_table, machine)
 from doc_sections import measured_header  # noqa: E402
 
 OUT = ROOT / "docs" / "benchmarks-seeds.md"
@@ -75,8 +75,9 @@ def run(job: tuple[str, int]) -> dict:
         "harmed_share": float(np.mean(value < hist - 1.0)),
         "chosen": f"{model.estimator_.selection_['chosen']} ({model.estimator_.stack_weight_:g})",
     }
-    result["caution_sweep"] = _caution_sweep(_Fitted(model), cohort, test, hist, oracle)
-    honesty = _honesty(_Fitted(model), scenario, test_seed + 1000)
+    fitted = _Fitted(model)
+    result["caution_sweep"] = _caution_sweep(fitted, cohort, test, hist, oracle)
+    honesty = _honesty(fitted, scenario, test_seed + 1000)
     result.update({key: honesty[key] for key in
                    ("dr_error", "dr_error_true_followup", "coverage_recommended")})
     return result
@@ -122,14 +123,9 @@ def caution_table(results: list[dict]) -> list[str]:
              "Each model above ranked again at each setting (plans by mean − caution × sd; the",
              "guideline plan left only for a gain above switch_z × its sd). Cells: normalised value",
              "(harmed share), each the mean over the histories; *vs best*: the mean over scenarios",
-             "minus the best setting's, ± its paired standard error over the scenarios.", "",
-             "| caution | switch_z | " + " | ".join(names) + " | mean | vs best |",
-             "|---|---|" + "---|" * (len(names) + 2)]
-    for j, (c, z) in enumerate(CAUTION_GRID):
-        cells = [f"{values[i, j]:.3f} ({harms[i, j]:.2%})" for i in range(len(names))]
-        mark = "**" if j == chosen else ""
-        lines.append(f"| {mark}{c}{mark} | {mark}{z}{mark} | " + " | ".join(cells)
-                     + f" | {values[:, j].mean():.3f} | {diff[j]:+.4f} ± {se[j]:.4f} |")
+             "minus the best setting's, ± its paired standard error over the scenarios.", ""]
+    lines += caution_grid_table(names, values, harms, chosen,
+                                [f"{d:+.4f} ± {e:.4f}" for d, e in zip(diff, se)])
     c, z = CAUTION_GRID[chosen]
     shipped = (DEFAULT_CAUTION, DEFAULT_SWITCH_Z)
     lines += ["", f"Chosen (bold), by the one-standard-error rule: of the settings within one standard "
