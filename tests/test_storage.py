@@ -7,6 +7,7 @@ import threading
 
 import pandas as pd
 import pytest
+import sqlalchemy
 from sqlalchemy import func, select, text
 
 from recommender.safety import gate
@@ -249,11 +250,23 @@ def _populated(service, trained):
 
 
 def test_audit_is_append_only(service, trained):
-    _populated(service, trained)
-    for sql in ("UPDATE audit_events SET actor='x' WHERE seq=1", "DELETE FROM audit_events WHERE seq=1"):
-        with pytest.raises(Exception, match="append-only"):
+    events = _populated(service, trained)
+    statements = ["UPDATE audit_events SET actor='x' WHERE seq=1", "DELETE FROM audit_events WHERE seq=1"]
+    # the same event with another actor, written over the original in place
+    forged = ("SELECT seq, ts, 'mallory', role, action, target, before, after, reason, prev_hash, "
+              "hash FROM audit_events WHERE seq=1")
+    if service.db.is_sqlite:  # REPLACE deletes the old row without firing DELETE triggers
+        statements += [f"INSERT OR REPLACE INTO audit_events {forged}", f"REPLACE INTO audit_events {forged}"]
+    else:
+        statements += ["TRUNCATE audit_events",
+                       f"INSERT INTO audit_events {forged} ON CONFLICT (seq) DO UPDATE SET actor = 'mallory'"]
+    for sql in statements:
+        with pytest.raises(sqlalchemy.exc.DatabaseError, match="append-only"):
             with service.db.write() as s:
                 s.execute(text(sql))
+    after = service.audit_events(service.actors["supervisor"])
+    assert after["actor"].tolist() == events["actor"].tolist()
+    assert service.verify_audit(service.actors["supervisor"]).ok
 
 
 @pytest.mark.parametrize("case", ["edit", "delete", "insert", "truncate"])
