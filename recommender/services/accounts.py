@@ -17,6 +17,7 @@ from recommender.services.identity import (
 )
 from recommender.services.permissions import Action, Role
 from recommender.services.sessions import SessionEnded
+from recommender.storage.database import NUL
 from recommender.storage.schema import User
 
 USERNAME_MAX_LENGTH = 80
@@ -32,14 +33,15 @@ class AccountService:
     def _check_password(self, username: str, password: str, s) -> User | None:
         """The account, if the password is right and the account usable; else SignInFailed,
         counting the failure (and locking after MAX_FAILED_ATTEMPTS) in ``s``."""
-        user = s.execute(select(User).where(User.username == username)).scalar_one_or_none()
+        user = _find_user(s, username)
         ok = verify_password(user.password_hash if user else None, password)
         if user and ok and user.active and not user.locked:
             user.failed_attempts = 0
             return user
         if user is None:
-            self.store.log(s, Actor(username[:USERNAME_MAX_LENGTH], "unknown"), "failed_login",
-                           f"user:{username[:USERNAME_MAX_LENGTH]}", reason="unknown user")
+            shown = username.replace(NUL, "\\x00")[:USERNAME_MAX_LENGTH]
+            self.store.log(s, Actor(shown, "unknown"), "failed_login", f"user:{shown}",
+                           reason="unknown user")
         else:
             why = "account locked" if user.locked else "account disabled" if not user.active \
                 else "wrong password"
@@ -71,7 +73,7 @@ class AccountService:
         actor, for `audit verify` on a trail that may refuse writes.  A failure is still
         counted when the trail can be written."""
         with self.store.read() as s:
-            user = s.execute(select(User).where(User.username == username)).scalar_one_or_none()
+            user = _find_user(s, username)
             ok = verify_password(user.password_hash if user else None, password)
             if user and ok and user.active and not user.locked:
                 return Actor(user.username, user.role, self.access.grant_read_only(user.username))
@@ -184,3 +186,11 @@ class AccountService:
 def _check_role(role: str) -> None:
     if role not in {r.value for r in Role}:
         raise InputRejected(f"unknown role {role!r}: one of " + ", ".join(r.value for r in Role))
+
+
+def _find_user(s, username: str) -> User | None:
+    """The account of a sign-in name; none has a NUL character (the database refuses to look
+    one up), so such a name fails like any unknown one."""
+    if NUL in username:
+        return None
+    return s.execute(select(User).where(User.username == username)).scalar_one_or_none()

@@ -3,10 +3,15 @@
 SQLite runs in WAL mode with a busy timeout, and every write transaction
 starts with ``BEGIN IMMEDIATE`` so concurrent writers queue instead of
 failing with "database is locked" half-way through.
+
+Text with a NUL character is refused on both backends before it reaches the driver
+(:class:`UnstorableText`): PostgreSQL cannot hold it, and its driver's error crashed
+whichever page or command had let it through; a refusal every service shows instead.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +28,35 @@ from recommender.settings import get_settings
 
 BUSY_TIMEOUT_MS = 30_000
 MIGRATIONS = Path(__file__).with_name("migrations")
+NUL = "\x00"
+_BIND_SUFFIX = re.compile(r"_\d+$")  # SQLAlchemy names a WHERE clause's binds column_1, ...
+
+
+class UnstorableText(ValueError):
+    """A statement would store or look up text with a NUL character (refused on every backend,
+    so SQLite and PostgreSQL behave alike; the transaction rolls back, nothing is written)."""
+
+
+def refuse_nul_text(conn, cursor, statement, parameters, context, executemany) -> None:
+    """``before_cursor_execute`` hook: raise :class:`UnstorableText` naming the column and the
+    value (NUL shown as ``\\x00``) if any bound text holds a NUL character."""
+    rows = parameters if executemany else [parameters]
+    for row in rows:
+        values = row.values() if isinstance(row, dict) else (row or ())
+        if any(isinstance(v, str) and NUL in v for v in values):
+            raise UnstorableText(_nul_message(context, row))
+
+
+def _nul_message(context, row) -> str:
+    named = getattr(context, "compiled_parameters", None) or [row if isinstance(row, dict) else {}]
+    for params in named:
+        for name, value in params.items():
+            if isinstance(value, str) and NUL in value:
+                shown = value.replace(NUL, "\\x00")
+                shown = shown if len(shown) <= 60 else shown[:57] + "..."
+                return (f"{_BIND_SUFFIX.sub('', str(name))}: '{shown}' contains a NUL character "
+                        f"(\\x00), which cannot be stored; remove it and try again")
+    return "a text value contains a NUL character (\\x00), which cannot be stored"
 
 
 class DatabaseOutOfDate(RuntimeError):
@@ -75,6 +109,8 @@ class Database:
         else:
             self.engine = create_engine(self.url, pool_pre_ping=True, pool_size=10, max_overflow=10)
             self.read_engine = self.engine
+        for engine in {self.engine, self.read_engine}:
+            event.listen(engine, "before_cursor_execute", refuse_nul_text)
         self._write = sessionmaker(self.engine, expire_on_commit=False)
         self._read = sessionmaker(self.read_engine, expire_on_commit=False)
 
