@@ -23,7 +23,7 @@ from recommender.web.plan_form import build_plan, differs, form_to_intake, plan_
 from recommender.web.reports import filter_events, override_stats, weekly
 from recommender.web.ui import is_idle
 
-from .strategies import intakes, massage_is_contraindicated
+from .strategies import intakes, massage_is_contraindicated, plans
 
 CLEAN = {"pain_region": "hand_wrist", "heart_condition": False, "infectious_disease": False,
          "phlebitis": False, "inflamed_skin_regions": frozenset({"knee"}), "infected_regions": frozenset()}
@@ -129,6 +129,35 @@ def test_handout_is_plain_and_safe():
     page = handout_html(_sheet("<script>", PLAN, decision))
     assert "<script>" not in page and "&lt;script&gt;" in page
     assert "print()" not in page  # the page never opens the print dialog by itself
+
+
+@given(intake=intakes(), plan=plans)
+def test_no_handout_or_fhir_export_schedules_contraindicated_massage(intake, plan):
+    """An accepted plan stays on record when a later finding forbids its massage; what goes to
+    the patient (handout) and to other systems (FHIR) must then say massage is stopped."""
+    decision = gate.evaluate(intake)
+    forbidden = massage_is_contraindicated(intake, plan)
+    activities = _sheet("P1", plan, decision).activities
+    assert any("massage" in a.lower() for a in activities) == (plan.has_massage and not forbidden)
+    resource = care_plan("E-1", "P-1", plan, decision).model_dump(mode="json")
+    detail = [a["detail"] for a in resource.get("activity", [])]
+    scheduled = [d for d in detail if "massage" in d["description"].lower() and d["status"] == "scheduled"]
+    assert bool(scheduled) == (plan.has_massage and not forbidden)
+    stopped = [d for d in detail if d["status"] == "stopped"]
+    assert bool(stopped) == (plan.has_massage and forbidden)
+    assert all("scheduledTiming" not in d and d["statusReason"]["text"] for d in stopped)
+
+
+def test_a_plan_whose_massage_a_later_finding_forbids_is_shown_as_stopped():
+    from recommender.outputs.handout import MASSAGE_STOPPED_LINE
+    from recommender.web.plan_form import contraindicated_plan_warning
+
+    infected = gate.evaluate({**CLEAN, "infected_regions": ["hand_wrist"]})
+    sheet = _sheet("P1", PLAN, infected)
+    assert MASSAGE_STOPPED_LINE in sheet.notes and not any("massage" in a.lower() for a in sheet.activities)
+    assert "Muscle training" in sheet.activities[0]  # the rest of the plan goes on
+    assert "infected" in contraindicated_plan_warning(PLAN, infected)
+    assert contraindicated_plan_warning(PLAN, gate.evaluate(CLEAN)) is None
 
 
 @pytest.mark.parametrize("n, words", [(1, "once a week"), (2, "twice a week"), (3, "3 times a week")])

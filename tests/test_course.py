@@ -12,7 +12,12 @@ from sqlalchemy import select
 from recommender.contract.csv_io import read_episodes
 from recommender.safety.plans import Plan
 from recommender.services import InputRejected
-from recommender.services.course import FLAG_ADVERSE_EVENT, FLAG_HIGH_DISCOMFORT, FLAG_NOT_IMPROVING
+from recommender.services.course import (
+    FLAG_ADVERSE_EVENT,
+    FLAG_CONTRAINDICATED,
+    FLAG_HIGH_DISCOMFORT,
+    FLAG_NOT_IMPROVING,
+)
 from recommender.storage.schema import Visit
 from tests.conftest import intake_dict
 
@@ -139,6 +144,13 @@ def test_discomfort_cap_review_and_contraindication_from_a_visit(service, traine
     # a new infection in the pain region, recorded at a visit, blocks massage from then on
     region = service.intake(me, "E-CAP")["pain_region"]
     service.record_visit(me, "E-CAP", visit(1, 5, discomfort=2, massage="none", infected_regions=[region]))
+    # the accepted plan (gentle massage) stays on record, flagged, with massage stopped in what
+    # goes out
+    now = service.current_decision(me, "E-CAP")
+    assert now["plan"].has_massage and now["gate_now"].forbidding_reasons(now["plan"])
+    assert service.progress(me, "E-CAP").flags[0] == FLAG_CONTRAINDICATED
+    day = service.day_list(me)
+    assert day.iloc[0]["episode_id"] == "E-CAP" and "Plan contraindicated" in day.iloc[0]["flags"]
     later = service.review(me, "E-CAP")
     assert all(not p.plan.has_massage for p in later.recommendation.ranked())
     assert "CI-INFECTED-PAIN-REGION" in later.recommendation.gate.rule_ids

@@ -57,11 +57,23 @@ def _activity(description: str, per_week: int, minutes: int, weeks: int) -> dict
     }}
 
 
+def _stopped_activity(description: str, reason: str) -> dict:
+    """An activity that must not happen: status ``stopped``, the reason, and no schedule, so a
+    receiving system cannot book it."""
+    return {"detail": {"kind": "ServiceRequest", "status": "stopped", "description": description,
+                       "statusReason": {"text": reason}}}
+
+
 def care_plan(episode_id: str, patient_id: str, plan: Plan, decision: GateDecision,
               created: dt.date | None = None) -> CarePlan:
-    """The accepted plan as a validated CarePlan resource."""
+    """The accepted plan as a validated CarePlan resource, under the gate's decision *now*:
+    massage it forbids (a contraindication found since) is sent as stopped, never scheduled."""
     activities = []
-    if plan.has_massage:
+    stopped = decision.forbidding_reasons(plan)
+    if plan.has_massage and stopped:
+        activities.append(_stopped_activity("Pain massage (stopped: contraindicated)",
+                                            " ".join(r.message for r in stopped)))
+    elif plan.has_massage:
         activities.append(_activity(f"{plan.massage_intensity.capitalize()} pain massage of the "
                                     "pain region", plan.massage_sessions_per_week,
                                     plan.session_minutes, plan.programme_weeks))

@@ -16,6 +16,8 @@ from recommender.safety.plans import Plan
 
 SAFETY_LINE = ("Treatment should not hurt much. Tell your therapist if anything is uncomfortable, "
                "painful or worrying — the plan will be adjusted.")
+MASSAGE_STOPPED_LINE = ("Massage is stopped for safety reasons: do not have massage until your "
+                        "therapist has reviewed your plan with you.")
 _TIMES = {1: "once a week", 2: "twice a week"}
 
 
@@ -49,9 +51,13 @@ class Handout:
 
 def handout(patient_id: str, plan: Plan, decision: GateDecision, clinic: Clinic, therapist: str,
             date: dt.date) -> Handout:
+    """The handout of an accepted plan under the gate's decision *now*: massage the decision
+    forbids (a contraindication found after the plan was accepted) is never listed, it is
+    said to be stopped."""
     minutes = plan.session_minutes
     activities = []
-    if plan.has_massage:
+    stopped = decision.forbidding_reasons(plan)  # a finding since the plan was accepted
+    if plan.has_massage and not stopped:
         activities.append(f"Pain massage at the clinic: {times_a_week(plan.massage_sessions_per_week)}, "
                           f"{plan.massage_intensity} pressure, about {minutes} minutes.")
     if plan.muscle_training_sessions_per_week:
@@ -63,7 +69,9 @@ def handout(patient_id: str, plan: Plan, decision: GateDecision, clinic: Clinic,
     if not activities:
         activities.append("Rest and review with your therapist.")
     notes = []
-    if not decision.massage_allowed:
+    if stopped:
+        notes.append(MASSAGE_STOPPED_LINE)
+    elif not decision.massage_allowed:
         notes.append("Massage is not part of your plan for safety reasons your therapist has explained.")
     avoid = [r.region.replace("_", " ") for r in decision.reasons if r.effect is Effect.AVOID_REGION]
     if avoid:

@@ -297,14 +297,16 @@ class CareService:
         start = _start(plans, visits)
         plan = plans[-1].plan if plans else None
         path = _path(plans, start)
+        gate_now = gate.evaluate(state.now)
         ended = ended or any(v.kind == "end_of_programme" for v in visits)
         return Progress(
             episode_id=episode_code, patient_id=patient, baseline_pain=baseline, start=start,
             plan=plan, visits=visits, records=records,
-            flags=course.flags(baseline, start, plan.programme_weeks if plan else None, visits),
+            flags=course.flags(baseline, start, plan.programme_weeks if plan else None, visits,
+                               plan, gate_now),
             adherence=course.adherence(plan, visits), plans=plans, path=path, cap=state.cap,
             due=course.Due() if ended else course.due(clinic_today(), plan, start, state.now, visits),
-            ended=ended, gate_now=gate.evaluate(state.now), intake_day=first_day(state.intake, entered))
+            ended=ended, gate_now=gate_now, intake_day=first_day(state.intake, entered))
 
     def day_list(self, actor: Actor, everyone: bool = False) -> pd.DataFrame:
         """Open episodes (the actor's own, or all with ``everyone``): flagged patients first,
@@ -336,7 +338,8 @@ class CareService:
             start = _start(plans, visits)
             plan = plans[-1].plan if plans else None
             flags = course.flags(float(intake["pain_score"]), start,
-                                 plan.programme_weeks if plan else None, visits)
+                                 plan.programme_weeks if plan else None, visits,
+                                 plan, gate.evaluate(state.now))
             due = course.due(today, plan, start, state.now, visits)
             rows.append({
                 "episode_id": e.episode_code, "patient_id": patients.get(e.patient_id, ""),

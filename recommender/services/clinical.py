@@ -15,7 +15,7 @@ import json
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import false, select
 from sqlalchemy.exc import IntegrityError
 
 from recommender.contract.columns import (
@@ -46,6 +46,7 @@ from recommender.services.identity import Actor
 from recommender.services.permissions import Action
 from recommender.services.registry import RegistryService
 from recommender.services.visits import ended_episode_ids, visit_records
+from recommender.storage.database import NUL
 from recommender.storage.schema import (
     Decision,
     Episode,
@@ -170,7 +171,9 @@ class ClinicalService:
                        Episode.is_history.label("history"),
                        Episode.id.in_(closed).label("closed")).join(
                 Patient, Patient.id == Episode.patient_id)
-            if text:
+            if NUL in text:  # no id holds one (storage refuses it): nothing matches
+                q = q.where(false())
+            elif text:
                 like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
                 q = q.where(Episode.episode_code.ilike(like, escape="\\")
                             | Patient.patient_code.ilike(like, escape="\\"))
@@ -317,7 +320,9 @@ class ClinicalService:
             raise
 
     def current_decision(self, actor: Actor, episode_code: str) -> dict | None:
-        """The episode's accepted plan now (the newest decision), or None."""
+        """The episode's accepted plan now (the newest decision), or None; ``gate_now`` is the
+        gate's decision on the episode as it stands (what a handout or export of the plan must
+        respect, not the decision of an older recommendation)."""
         actor = self.access.require(actor, Action.VIEW_PATIENTS, f"episode:{episode_code}")
         with self.store.read() as s:
             episode = self._episode(s, episode_code)
@@ -326,7 +331,8 @@ class ClinicalService:
                 return None
             return {"decision_id": d.id, "plan": Plan(**d.accepted_plan), "decided_by": d.decided_by,
                     "decided_at": d.decided_at, "recommendation_id": d.recommendation_id,
-                    "supersedes": d.supersedes_id}
+                    "supersedes": d.supersedes_id,
+                    "gate_now": gate.evaluate(self.episode_state(s, episode).now)}
 
     @staticmethod
     def _refuse_ended(s, episode: Episode) -> None:

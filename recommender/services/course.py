@@ -33,7 +33,10 @@ REQUIRED_CONTRAINDICATIONS = frozenset(c.name for c in CONTRAINDICATIONS)
 FLAG_NOT_IMPROVING = "not_improving"
 FLAG_HIGH_DISCOMFORT = "high_discomfort"
 FLAG_ADVERSE_EVENT = "adverse_event"
+FLAG_CONTRAINDICATED = "contraindicated"
 FLAG_TEXT = {
+    FLAG_CONTRAINDICATED: ("Plan contraindicated: the accepted plan's massage is no longer allowed "
+                           "(a finding since it was accepted); no massage until it is reviewed"),
     FLAG_NOT_IMPROVING: "Not improving: less than 2 points or 30 % less pain by mid-programme",
     FLAG_HIGH_DISCOMFORT: (f"Repeated high discomfort: {HIGH_DISCOMFORT}/10 or more at {REQUIRED} "
                            f"of the last {WINDOW} treatment sessions"),
@@ -132,9 +135,13 @@ def midpoint(start: dt.date, weeks: int) -> dt.date:
 
 
 def flags(baseline_pain: float, start: dt.date | None, weeks: int | None,
-          visits: Sequence[VisitRecord]) -> list[str]:
-    """Progress flags for the visits that count (oldest first)."""
+          visits: Sequence[VisitRecord], plan: Plan | None = None,
+          decision: gate.GateDecision | None = None) -> list[str]:
+    """Progress flags for the visits that count (oldest first), the accepted plan first of
+    all when the gate's decision now forbids it."""
     out = []
+    if plan is not None and decision is not None and decision.forbidding_reasons(plan):
+        out.append(FLAG_CONTRAINDICATED)
     if visits and start is not None and weeks:
         last = visits[-1]
         if last.visit_date >= midpoint(start, weeks) and not improved(baseline_pain, last.pain_score):

@@ -62,6 +62,17 @@ def permitted(plan: Plan, decision: GateDecision, cap: DiscomfortCap | None = No
     return not decision.forbidding_reasons(plan) and (cap is None or cap.permits(plan))
 
 
+def contraindicated_plan_warning(plan: Plan, decision: GateDecision) -> str | None:
+    """What to say when an accepted plan's massage is no longer allowed (a finding since it
+    was accepted), or None while it is."""
+    blocked = decision.forbidding_reasons(plan)
+    if not blocked:
+        return None
+    return ("The accepted plan's massage is now contraindicated: " + " ".join(r.message for r in blocked)
+            + " No massage until the plan is reviewed and replaced; the handout and the FHIR "
+            "export show it as stopped.")
+
+
 def build_plan(massage_sessions: int, intensity: str, training: int, exercise: int, minutes: int,
                weeks: int) -> Plan:
     """A plan from control values (sessions 0 forces intensity 'none', and vice versa)."""

@@ -40,8 +40,6 @@ ATTACKS = {
     "followup_correction_reason": (lambda svc, ep, rec, history: svc.record_followup(
         svc.actors["therapist"], ep + "-ENDED", {"followup_pain_score": 3.0},
         correction_reason=NUL_TEXT), "reason"),
-    "episode_search": (lambda svc, ep, rec, history: svc.find_episodes(svc.actors["therapist"], NUL_TEXT),
-                       "episode_code"),
     "review": (lambda svc, ep, rec, history: svc.review(svc.actors["therapist"], NUL_TEXT), "episode_code"),
     "import_file_name": (lambda svc, ep, rec, history: svc.import_file(
         svc.actors["data_staff"], history, "history\x00.csv"), "file_name"),
@@ -63,6 +61,14 @@ def test_nul_text_is_refused_by_name_and_nothing_is_written(service, trained, at
     assert isinstance(caught.value, ValueError)  # shown as a refusal by every page and the CLI
     assert _counts(service) == before
     assert service.verify_audit(service.actors["supervisor"]).ok
+
+
+def test_a_nul_in_the_episode_search_finds_nothing(service, trained):
+    """The search box of three pages: it crashed the page with the storage refusal."""
+    in_care(service, trained, "E-NULSEARCH", plan_with("moderate"))
+    me = service.actors["therapist"]
+    assert list(service.find_episodes(me, "E-NULSEARCH")["episode_id"]) == ["E-NULSEARCH"]
+    assert service.find_episodes(me, "E-NUL\x00SEARCH").empty
 
 
 def test_a_nul_sign_in_name_fails_like_any_unknown_name_and_is_audited_escaped(service):

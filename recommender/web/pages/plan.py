@@ -10,6 +10,7 @@ from recommender.settings import get_settings
 from recommender.web.plan_form import (
     INTAKE_FIELDS,
     build_plan,
+    contraindicated_plan_warning,
     differs,
     errors_by_column,
     form_to_intake,
@@ -123,6 +124,8 @@ if episode not in recs:
             slot.empty()
         except Exception as exc:  # noqa: BLE001 - shown to the user, nothing is stored
             show_refusal(exc)
+if accepted and (warning := contraindicated_plan_warning(accepted["plan"], accepted["gate_now"])):
+    st.error(warning, icon="🚩")
 if episode not in recs:
     if accepted:
         st.success("Accepted plan (decision {}): {}".format(accepted["decision_id"],
@@ -257,7 +260,7 @@ if accepted:
     if st.button("Record visits and follow progress", key=f"course-{episode}"):
         open_patient(episode)
     settings = get_settings()
-    sheet = handout(intake["patient_id"], shown, rec.gate,
+    sheet = handout(intake["patient_id"], shown, accepted["gate_now"],
                     Clinic(settings.clinic_name, settings.clinic_contact), accepted["decided_by"], today())
     with st.expander("Patient handout", expanded=True):
         st.text("\n".join(handout_lines(sheet)))
@@ -265,7 +268,7 @@ if accepted:
     d1.download_button("Printable handout (HTML)", handout_html(sheet), file_name=safe_file_name(f"plan-{episode}.html"),
                        mime="text/html", key="dl-handout", on_click="ignore")
     d2.download_button("FHIR CarePlan with pain scores (JSON)",
-                       lambda: care_bundle_json(episode, intake["patient_id"], shown, rec.gate,
+                       lambda: care_bundle_json(episode, intake["patient_id"], shown, accepted["gate_now"],
                                                 svc.progress(me, episode).pain_scores()),
                        file_name=safe_file_name(f"careplan-{episode}.json"), mime="application/fhir+json", key="dl-fhir",
                        on_click="ignore")
