@@ -52,6 +52,21 @@ def test_plan_refuses_inconsistent_intensity():
         Plan(2, "none", 1, 1, 30, 8)
 
 
+@pytest.mark.parametrize("values, column", [
+    ((9, "gentle", 2, 3, 30, 8), "massage_sessions_per_week"),
+    ((1, "GENTLE", 2, 3, 30, 8), "massage_intensity"),
+    ((1, "gentle", -1, 3, 30, 8), "muscle_training_sessions_per_week"),
+    ((1, "gentle", 2, 8, 30, 8), "exercise_days_per_week"),
+    ((1, "gentle", 2, 3, 14, 8), "session_minutes"),
+    ((1, "gentle", 2, 3, 30, 99), "programme_weeks"),
+    ((1, "gentle", 2, 3, 30.5, 8), "session_minutes"),
+    ((True, "gentle", 2, 3, 30, 8), "massage_sessions_per_week"),
+])
+def test_plan_refuses_values_outside_the_contract_naming_column_and_value(values, column):
+    with pytest.raises(ValueError, match=f"'{column}': .* expected"):
+        Plan(*values)
+
+
 def test_guideline_follows_clinical_basis():
     g = GUIDELINE_PLAN
     assert g.has_massage and g.muscle_training_sessions_per_week == 2

@@ -15,12 +15,13 @@ Plans are encoded as a float matrix with one column per plan component
 from __future__ import annotations
 
 import itertools
+import numbers
 from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
-from recommender.contract.columns import INTENSITIES, PLAN_COLUMNS
+from recommender.contract.columns import INTENSITIES, PLAN, PLAN_COLUMNS
 
 MASSAGE_SESSIONS = (0, 1, 2, 3, 4)
 TRAINING_SESSIONS = (0, 1, 2, 3, 4)
@@ -48,6 +49,18 @@ class Plan:
     programme_weeks: int
 
     def __post_init__(self) -> None:
+        """Only contract-valid plans exist: every door (page, CLI, job, service call) builds a
+        Plan, so none can store one a training export would later refuse."""
+        for column in PLAN:
+            value = getattr(self, column.name)
+            if column.choices:
+                ok = isinstance(value, str) and value in column.choices
+            else:
+                ok = (isinstance(value, numbers.Integral) and not isinstance(value, bool)
+                      and column.low <= value <= column.high)
+            if not ok:
+                raise ValueError(f"plan column {column.name!r}: {value!r} — expected "
+                                 f"{column.expected()}")
         if (self.massage_sessions_per_week == 0) != (self.massage_intensity == "none"):
             raise ValueError("massage_intensity must be 'none' exactly when sessions are 0")
 

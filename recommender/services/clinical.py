@@ -271,6 +271,7 @@ class ClinicalService:
         """Predicted outcome of a plan the therapist is adjusting, for the patient now
         (plans the gate or the discomfort cap forbid say why in ``blocked_by``)."""
         actor = self.access.require(actor, Action.TUNE, f"episode:{episode_code}")
+        plan = contract_plan(plan)
         _, model = self.models.current_model()
         with self.store.read() as s:
             state = self.episode_state(s, self._episode(s, episode_code))
@@ -299,6 +300,7 @@ class ClinicalService:
         contraindicated plan, or massage above the cap.
         """
         actor = self.access.require(actor, Action.ACCEPT, f"recommendation:{recommendation_id}")
+        plan = contract_plan(plan)
         change_reason = change_reason.strip()
         if change_code is None and change_reason:
             change_code = "other"
@@ -490,3 +492,12 @@ def recommendation_output(rec: Recommendation) -> dict:
         "fallback": rec.fallback,
         "ruleset_version": rec.ruleset_version,
     }
+
+
+def contract_plan(plan: Plan) -> Plan:
+    """The plan rebuilt from its values, so the contract's ranges are checked again whatever
+    built it (an object made without ``Plan.__init__`` is checked here); raises InputRejected."""
+    try:
+        return Plan(**{c: getattr(plan, c, None) for c in PLAN_COLUMNS})
+    except (TypeError, ValueError) as exc:
+        raise InputRejected(f"not a valid plan: {exc}") from None

@@ -18,6 +18,7 @@ from sqlalchemy import func, select, text
 from recommender.contract.csv_io import FORMULA_TRIGGERS, to_csv_bytes
 from recommender.outputs.fhir import care_bundle
 from recommender.safety import gate
+from recommender.safety.plans import Plan
 from recommender.services import InputRejected
 from recommender.services.permissions import PermissionDenied
 from recommender.storage.schema import Visit
@@ -91,6 +92,23 @@ def test_a_recommendation_of_another_episode_plans_only_its_own_episode(service,
                               change_code="patient_preference")
     assert service.current_decision(me, "E-A")["decision_id"] == decision
     assert service.current_decision(me, "E-B")["plan"] == plan_with("none")
+
+
+def test_a_plan_outside_the_contract_cannot_be_accepted_or_tuned(service, trained):
+    """A plan object made without its checks (as a script calling the service could) is
+    refused at the door: stored, it made the clinic's training export refuse the whole file."""
+    me = service.actors["therapist"]
+    in_care(service, trained, "E-RANGE", plan_with("none"))
+    rec_id, _ = service.recommend(me, "E-RANGE")
+    forged = object.__new__(Plan)
+    for column, value in plan_with("none").as_dict().items():
+        object.__setattr__(forged, column, value)
+    object.__setattr__(forged, "programme_weeks", 99)
+    with pytest.raises(InputRejected, match="'programme_weeks': 99"):
+        service.accept(me, rec_id, forged, change_code="other", change_reason="longer")
+    with pytest.raises(InputRejected, match="'programme_weeks': 99"):
+        service.tune(me, "E-RANGE", forged)
+    assert _decisions(service, "E-RANGE") == [plan_with("none").as_dict()]
 
 
 def test_tuning_marks_gate_and_cap_and_stores_no_plan(service, trained):
