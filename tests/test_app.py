@@ -169,7 +169,13 @@ def test_new_intake_errors_beside_fields_then_saved_and_opened(demo_env):
     at.text_input(key="f_patient_id").input("-P-minus")
     next(b for b in at.button if b.label == "Save intake").click().run()
     assert any("letters, digits" in e.value for e in at.error)
+    # the contraindication questions start unanswered, and an unanswered one is refused
+    assert at.radio(key="f_heart_condition").value is None
+    assert sum("a value (required): true or false" in e.value for e in at.error) == 3
     at.text_input(key="f_episode_id").input("-E-minus")
+    for column in ("heart_condition", "infectious_disease", "phlebitis"):
+        at.radio(key=f"f_{column}").set_value("No")
+    at.radio(key="f_fever").set_value("Yes")  # an optional one, answered
     next(b for b in at.button if b.label == "Save intake").click().run()
     no_exception(at)
     assert at.session_state["episode"] == "-E-minus"
@@ -177,6 +183,8 @@ def test_new_intake_errors_beside_fields_then_saved_and_opened(demo_env):
 
     stored = service().intake(signed_in("therapist"), "-E-minus")
     assert stored["episode_id"] == "-E-minus" and stored["patient_id"] == "-P-minus"  # exactly as given
+    assert (stored["heart_condition"], stored["fever"], stored.get("deep_vein_thrombosis")) == (
+        "false", "true", None)  # answered no, answered yes, not recorded
 
 
 def test_followups_for_two_patients_in_a_row_stay_with_their_patient(demo_env):

@@ -100,6 +100,17 @@ def form_to_intake(values: dict) -> dict:
     return out
 
 
+# A yes/no question starts unanswered: a ticked-off checkbox read as an assessed "no", so an
+# intake saved without looking at the heart, infection and phlebitis questions let massage
+# through.  A required one left unanswered is refused by the contract's validation.
+YES_NO = ("No", "Yes")
+
+
+def answer(choice: str | None) -> bool | None:
+    """A yes/no radio's choice as the contract value (None: not answered / not recorded)."""
+    return None if choice is None else choice == "Yes"
+
+
 # Values a new intake form starts with (UI choices, not contract rules).
 FORM_DEFAULTS = {"age": 50, "pain_duration_months": 6.0, "pain_score": 6}
 

@@ -9,6 +9,8 @@ from recommender.services.sessions import SessionEnded
 from recommender.settings import get_settings
 from recommender.web.plan_form import (
     INTAKE_FIELDS,
+    YES_NO,
+    answer,
     build_plan,
     contraindicated_plan_warning,
     differs,
@@ -72,7 +74,8 @@ if mode == "New intake":
                     values[column] = st.selectbox(label, opts, key=f"f_{column}",
                                                   format_func=lambda v: v.replace("_", " "))
                 elif kind == "bool":
-                    values[column] = st.checkbox(label, key=f"f_{column}")
+                    values[column] = answer(st.radio(label, YES_NO, index=None, horizontal=True,
+                                                     key=f"f_{column}"))
                 else:
                     values[column] = st.multiselect(label, opts, key=f"f_{column}",
                                                     format_func=lambda v: v.replace("_", " "))
