@@ -2,8 +2,9 @@
 
 Commands that act on the database sign in first (``--user``; the password from
 ``$RECOMMENDER_PASSWORD`` or a prompt), so the CLI is held to the same roles
-and audit trail as the app.  The one exception is creating the first
-administrator of an empty database.
+and audit trail as the app.  Two exceptions need only access to the server: creating the
+first administrator of an empty database, and ``users recover-admin`` when no administrator
+can sign in (every admin locked or disabled).
 """
 
 from __future__ import annotations
@@ -62,6 +63,13 @@ def cmd_users(args) -> int:
             raise ValueError("the first account of an empty database must be an admin")
         service.add_user(SYSTEM, args.username, args.role, _new_password(args))
         print(f"user {args.username}: add done (the first administrator)")
+        return 0
+    if args.action == "recover-admin":
+        if not args.username:
+            raise UsageError("users recover-admin needs the USERNAME of an administrator account")
+        service.recover_admin(args.username, _new_password(args) if args.new_password else None)
+        print(f"user {args.username}: unlocked and enabled"
+              + (", password reset" if args.new_password else "") + " (break-glass, audited)")
         return 0
     with _signed_in(service, args) as actor:
         if args.action == "list":
@@ -162,9 +170,14 @@ def register(sub) -> None:
     p.set_defaults(handler=cmd_db_upgrade)
 
     p = sub.add_parser("users", help="manage accounts (admin)")
-    p.add_argument("action", choices=["add", "disable", "enable", "reset-password", "set-role", "list"])
+    p.add_argument("action", choices=["add", "disable", "enable", "reset-password", "set-role", "list",
+                                      "recover-admin"],
+                   help="recover-admin: unlock an administrator when no admin can sign in "
+                        "(needs only access to this server; audited)")
     p.add_argument("username", nargs="?", default="")
     p.add_argument("--role", choices=[r.value for r in Role], default=Role.THERAPIST.value)
+    p.add_argument("--new-password", action="store_true",
+                   help="recover-admin: also set a new password ($RECOMMENDER_NEW_PASSWORD or a prompt)")
     common(p)
     p.set_defaults(handler=cmd_users)
 

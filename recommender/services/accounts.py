@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from recommender.services.base import AccessControl, AuditedStore, InputRejected
 from recommender.services.identity import (
     MAX_FAILED_ATTEMPTS,
+    SYSTEM,
     Actor,
     SignInFailed,
     hash_password,
@@ -148,6 +149,34 @@ class AccountService:
             return {"role": u.role, "active": True, "locked": False}
 
         self._change_user(actor, username, change, "user enabled and unlocked", ends_sessions=False)
+
+    def recover_admin(self, username: str, password: str | None = None) -> None:
+        """Break glass, from the server's command line only: unlock and re-enable an
+        administrator account (and set a new password, if given) when *no* administrator can
+        sign in.  Five wrong guesses at the sign-in page, by anyone, locked the last admin for
+        good, and only an admin can unlock.  While one admin can sign in this is refused, so
+        it is never a way around that admin; each use is an audit event of the system."""
+        new_hash = hash_password(password, username) if password is not None else None
+        with self.store.write() as s:
+            usable = s.execute(select(func.count(User.id)).where(
+                User.role == Role.ADMIN.value, User.active.is_(True), User.locked.is_(False))).scalar()
+            if usable:
+                raise InputRejected(f"{usable} administrator account(s) can still sign in: one of "
+                                    "them unlocks or resets accounts (recover-admin is for when "
+                                    "none can)")
+            user = _find_user(s, username)
+            if user is None or user.role != Role.ADMIN.value:
+                raise InputRejected(f"{username!r} is not an administrator account")
+            before = {"role": user.role, "active": user.active, "locked": user.locked}
+            user.active, user.locked, user.failed_attempts = True, False, 0
+            if new_hash is not None:
+                user.password_hash = new_hash
+            ended = self.access.sessions.end_all_for(s, username, "break-glass recovery")
+            self.store.log(s, SYSTEM, "user_change", f"user:{username}", before,
+                           {"role": user.role, "active": True, "locked": False,
+                            "password": "reset" if new_hash else "unchanged", "sessions_ended": ended},
+                           "break-glass recovery from the server's command line: no administrator "
+                           "could sign in")
 
     def reset_password(self, actor: Actor, username: str, password: str) -> None:
         actor = self.access.require(actor, Action.MANAGE_USERS, f"user:{username}")

@@ -27,7 +27,7 @@ from recommender.model.artifacts import (
 )
 from recommender.safety.plans import Plan
 from recommender.services import InputRejected
-from recommender.services.identity import SYSTEM, Actor, WeakPassword
+from recommender.services.identity import SYSTEM, Actor, SignInFailed, WeakPassword
 from recommender.services.permissions import PermissionDenied
 from recommender.services.sessions import SessionEnded
 from recommender.storage.audit import AuditKeyMissing, AuditTampered, AuditTrail
@@ -425,3 +425,51 @@ def test_a_short_idle_timeout_never_ends_an_active_session(sqlite_service, monke
     seen_ago(13)
     with pytest.raises(SessionEnded, match="12 seconds without activity"):
         sqlite_service.find_episodes(therapist)
+
+
+# ---------------------------------------------------------------- locked-out administrators
+
+
+def _lock_out(svc, username: str) -> None:
+    """What anyone at the sign-in page can do: five wrong passwords."""
+    for _ in range(5):
+        with pytest.raises(SignInFailed):
+            svc.sign_in(username, "not-the-password-at-all")
+
+
+def test_recover_admin_is_refused_while_an_administrator_can_sign_in(service):
+    """Break glass is not a way around a working admin, nor a way to unlock anyone else."""
+    _lock_out(service, "therapist")
+    with pytest.raises(InputRejected, match="can still sign in"):
+        service.recover_admin("admin")
+    service.disable_user(service.actors["admin"], "therapist")
+    _lock_out(service, "admin")
+    with pytest.raises(InputRejected, match="not an administrator"):
+        service.recover_admin("therapist")  # a locked therapist stays locked
+    with pytest.raises(SignInFailed):
+        service.sign_in("therapist", PASSWORD)
+
+
+def test_a_locked_out_last_admin_is_recovered_from_the_server_and_audited(sqlite_service, monkeypatch,
+                                                                          capsys):
+    from recommender.cli import main
+
+    svc = sqlite_service
+    _lock_out(svc, "admin")
+    with pytest.raises(SignInFailed):  # locked: even the right password fails
+        svc.sign_in("admin", PASSWORD)
+    monkeypatch.setenv("RECOMMENDER_DATABASE_URL", svc.db.url)
+    monkeypatch.setenv("RECOMMENDER_AUDIT_KEY_FILE", str(svc.audit.key_path))
+    monkeypatch.setenv("RECOMMENDER_AUDIT_HEAD_FILE", str(svc.audit.head_path))
+    monkeypatch.setenv("RECOMMENDER_PASSWORD", PASSWORD)
+    assert main(["users", "enable", "admin", "--user", "admin"]) != 0  # the old dead end
+    capsys.readouterr()
+    assert main(["users", "recover-admin", "admin"]) == 0
+    assert "unlocked and enabled (break-glass, audited)" in capsys.readouterr().out
+    assert svc.sign_in("admin", PASSWORD).role == "admin"
+    assert main(["users", "recover-admin", "admin"]) != 0  # an admin can sign in again
+    assert "can still sign in" in capsys.readouterr().err
+    events = svc.audit_events(svc.actors["supervisor"])
+    recovery = events[events["reason"].str.startswith("break-glass")]
+    assert list(recovery["actor"]) == ["system"] and list(recovery["target"]) == ["user:admin"]
+    assert svc.verify_audit(svc.actors["supervisor"]).ok
