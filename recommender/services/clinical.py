@@ -460,6 +460,14 @@ class ClinicalService:
             clean["followup_pain_score"] = None
         with self.store.write() as s:
             episode = self._episode(s, episode_code, lock=True)
+            if episode.is_history:
+                raise InputRejected(f"episode {episode_code!r} is imported history: its outcome is "
+                                    "the clinic's record and changes only by importing a corrected "
+                                    "file (data staff), never from the follow-up form")
+            if self._active_decision(s, episode.id) is None:
+                raise InputRejected(f"episode {episode_code!r} has no accepted plan: there is no "
+                                    "treatment to follow up (a follow-up would close the episode "
+                                    "for good)")
             existing = s.execute(select(FollowUp).where(FollowUp.episode_id == episode.id)).scalar_one_or_none()
             before = None if existing is None else {"outcome": existing.outcome,
                                                     "lost": existing.lost_to_followup}

@@ -111,6 +111,33 @@ def test_a_plan_outside_the_contract_cannot_be_accepted_or_tuned(service, traine
     assert _decisions(service, "E-RANGE") == [plan_with("none").as_dict()]
 
 
+def test_a_follow_up_cannot_close_an_episode_that_was_never_planned(service, trained):
+    me = service.actors["therapist"]
+    service.save_intake(me, clean_intake(trained["cohort"], 0, episode_id="E-UNPLANNED",
+                                         patient_id="P-UNPLANNED"))
+    with pytest.raises(InputRejected, match="no accepted plan"):
+        service.record_followup(me, "E-UNPLANNED", {"followup_pain_score": 9.0})
+    with pytest.raises(InputRejected, match="no accepted plan"):
+        service.record_followup(me, "E-UNPLANNED", {}, lost_to_followup=True)
+    rec_id, rec = service.recommend(me, "E-UNPLANNED")  # still open: it can be planned
+    service.accept(me, rec_id, rec.best.plan)
+    service.record_followup(me, "E-UNPLANNED", {"followup_pain_score": 3.0})
+
+
+def test_imported_history_outcomes_cannot_be_rewritten_from_the_follow_up_form(service, trained):
+    """A therapist 'correcting' an imported episode's outcome changed the clinic's training data."""
+    history = trained["cohort"].episodes.head(3)
+    service.import_file(service.actors["data_staff"], to_csv_bytes(history), "history.csv")
+    episode = str(history["episode_id"].iloc[0])
+    before = service.training_frame().set_index("episode_id").loc[episode, "followup_pain_score"]
+    with pytest.raises(InputRejected, match="imported history"):
+        service.record_followup(service.actors["therapist"], episode, {"followup_pain_score": 0.0},
+                                correction_reason="looks better to me")
+    after = service.training_frame().set_index("episode_id").loc[episode, "followup_pain_score"]
+    assert after == before or (pd.isna(after) and pd.isna(before))
+    assert not _events(service, "followup_corrected")
+
+
 def test_tuning_marks_gate_and_cap_and_stores_no_plan(service, trained):
     me = service.actors["therapist"]
     in_care(service, trained, "E-TUNE", plan_with("firm"))

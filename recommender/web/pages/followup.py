@@ -8,7 +8,7 @@ from recommender.web.wording import PAIN_SCALE_HELP
 svc, me = service(), actor()
 st.title("Record follow-up")
 query = st.text_input("Search any episode or patient id", key="fu_search",
-                      help="Empty: your patients in care.")
+                      help="Empty: the clinic's patients in care.")
 found = svc.find_episodes(me, query)
 found = found[found["status"] != "imported history"]
 if found.empty:
