@@ -242,7 +242,9 @@ class CareService:
     def _check_against_episode(self, s, episode: Episode, row: dict, replacing: int | None) -> None:
         """A visit follows an accepted plan, is not in the future nor before the intake (or, for an
         intake without a date, the day the episode was entered), and
-        records no massage that the gate forbids for the patient at that visit."""
+        records no massage that the gate forbids for the patient at that visit: on the findings
+        of the intake and of the visits up to its date (a finding recorded later does not make
+        an earlier, lawful massage a record that can no longer be corrected)."""
         if self.clinical._active_decision(s, episode.id) is None:
             raise InputRejected(f"episode {episode.episode_code!r} has no accepted plan yet: "
                                 "accept a plan before recording visits")
@@ -256,7 +258,8 @@ class CareService:
             raise InputRejected("invalid visit values", [RowError(
                 FORM_ROW, "visit_date", day.isoformat(), f"a date on or after the intake ({start})")])
         if row["massage_intensity"] != "none":
-            others = [v for v in course.effective(visit_records(s, episode.id)) if v.id != replacing]
+            others = [v for v in course.effective(visit_records(s, episode.id))
+                      if v.id != replacing and v.visit_date <= day]
             this = course.VisitRecord(id=0, visit_date=day, kind=row["kind"], pain_score=row["pain_score"],
                                       contraindications=row["contraindications"])
             state = course.current_state(intake, [*others, this])

@@ -138,6 +138,24 @@ def test_imported_history_outcomes_cannot_be_rewritten_from_the_follow_up_form(s
     assert not _events(service, "followup_corrected")
 
 
+def test_a_visit_before_a_finding_stays_correctable_but_cannot_be_moved_past_it(service, trained):
+    """Massage given lawfully on day 10 must not become uncorrectable because phlebitis was
+    found on day 2; moving that massage to a day after the finding is still refused."""
+    me = service.actors["therapist"]
+    in_care(service, trained, "E-BEFORE", plan_with("moderate"))
+    first = service.record_visit(me, "E-BEFORE", visit(10, 6))  # moderate massage, 10 days ago
+    service.record_visit(me, "E-BEFORE", visit(2, 5, massage="none", discomfort=None,
+                                               training_given=False, phlebitis=True))
+    fixed = service.correct_visit(me, first, visit(10, 5), reason="pain score typo")
+    with pytest.raises(InputRejected) as moved:
+        service.correct_visit(me, fixed, visit(1, 5), reason="wrong date")
+    assert "CI-PHLEBITIS" in moved.value.errors[0].expected
+    with pytest.raises(InputRejected) as later:
+        service.record_visit(me, "E-BEFORE", visit(1, 5))  # and no new massage after it
+    assert "CI-PHLEBITIS" in later.value.errors[0].expected
+    assert _visit_count(service) == 3
+
+
 def test_tuning_marks_gate_and_cap_and_stores_no_plan(service, trained):
     me = service.actors["therapist"]
     in_care(service, trained, "E-TUNE", plan_with("firm"))
