@@ -60,7 +60,7 @@ def seed_courses(service, intakes) -> None:
     improving, one not (with an adverse event), one with repeated high discomfort — so the
     day list and the progress view show every flag, and a review shows the discomfort cap."""
     from recommender.safety.plans import Plan
-    from recommender.services.care import clinic_today
+    from recommender.services.base import clinic_today
 
     therapist = service.sign_in("therapist", demo_password("therapist"))
     today = clinic_today()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import hashlib
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -17,6 +19,7 @@ from recommender.contract.validation import RowError
 from recommender.services.identity import SYSTEM, Actor
 from recommender.services.permissions import Action, PermissionDenied, allowed
 from recommender.services.sessions import SessionEnded, SessionRegistry
+from recommender.settings import get_settings
 from recommender.storage.audit import AuditTrail, canonical_json
 from recommender.storage.database import Database
 from recommender.storage.schema import User
@@ -48,6 +51,33 @@ class InputRejected(ValueError):
     def __init__(self, message: str, errors: list[RowError] | None = None) -> None:
         super().__init__(message)
         self.errors = errors or []
+
+
+EARLIEST_INTAKE_DATE = dt.date(1900, 1, 1)
+
+
+def clinic_today() -> dt.date:
+    return dt.datetime.now(ZoneInfo(get_settings().clinic_timezone)).date()
+
+
+def clinic_day(moment: dt.datetime) -> dt.date:
+    """The clinic's calendar day of a stored moment (stored in UTC, naive on SQLite)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(ZoneInfo(get_settings().clinic_timezone)).date()
+
+
+def intake_date_errors(frame, today: dt.date) -> list[RowError]:
+    """Intake dates the clinic cannot have seen (after today, or before 1900), one error per
+    row.  The contract only asks for an ISO date; a 2099 intake was importable and then no
+    visit could ever be recorded for it (a visit may be neither before the intake nor in the
+    future).  ``frame``: a parsed contract frame with its ``_row`` numbers."""
+    if "intake_date" not in frame:
+        return []
+    return [RowError(int(row), "intake_date", day.isoformat(),
+                     f"a date from {EARLIEST_INTAKE_DATE} to today ({today})")
+            for row, day in zip(frame["_row"], frame["intake_date"])
+            if isinstance(day, dt.date) and not EARLIEST_INTAKE_DATE <= day <= today]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,7 +12,6 @@ import dataclasses
 import datetime as dt
 import hashlib
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -32,12 +31,19 @@ from recommender.safety import gate
 from recommender.safety.plans import Plan
 from recommender.safety.tolerance import DiscomfortCap
 from recommender.services import course
-from recommender.services.base import PLAN_CHANGE_REASONS, AccessControl, AuditedStore, InputRejected
+from recommender.services.base import (
+    PLAN_CHANGE_REASONS,
+    AccessControl,
+    AuditedStore,
+    InputRejected,
+    clinic_day,
+    clinic_today,
+)
 from recommender.services.clinical import ClinicalService, typed_intakes
 from recommender.services.identity import Actor
 from recommender.services.permissions import Action
 from recommender.services.visits import ended_episode_ids, records_by_episode, visit_record, visit_records
-from recommender.settings import get_settings
+from recommender.storage.database import NUL  # PostgreSQL text cannot hold it: no backend stores it
 from recommender.storage.schema import (
     Decision,
     Episode,
@@ -48,19 +54,7 @@ from recommender.storage.schema import (
 )
 
 FORM_ROW = 1  # a form is one row: errors name row 1
-NUL = "\x00"  # PostgreSQL text cannot hold it, so no backend stores it
 KEPT = "kept: a contraindication found at a visit blocks massage from then on"
-
-
-def clinic_today() -> dt.date:
-    return dt.datetime.now(ZoneInfo(get_settings().clinic_timezone)).date()
-
-
-def clinic_day(moment: dt.datetime) -> dt.date:
-    """The clinic's calendar day of a stored moment (stored in UTC, naive on SQLite)."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return moment.astimezone(ZoneInfo(get_settings().clinic_timezone)).date()
 
 
 @dataclasses.dataclass(frozen=True)

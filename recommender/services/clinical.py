@@ -39,6 +39,8 @@ from recommender.services.base import (
     AlreadyDecided,
     AuditedStore,
     InputRejected,
+    clinic_today,
+    intake_date_errors,
     intake_record,
     record_sha256,
 )
@@ -115,6 +117,9 @@ class ClinicalService:
         parsed = read_episodes(to_csv_bytes(frame), Kind.INTAKE)
         if not parsed.report.valid:
             raise InputRejected("the intake has invalid values", parsed.report.errors)
+        bad_dates = intake_date_errors(parsed.frame, clinic_today())
+        if bad_dates:
+            raise InputRejected("the intake has invalid values", bad_dates)
         return parsed.frame.iloc[0].to_dict()
 
     def save_intake(self, actor: Actor, intake: dict) -> str:

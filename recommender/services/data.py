@@ -23,6 +23,8 @@ from recommender.services.base import (
     AccessControl,
     AuditedStore,
     InputRejected,
+    clinic_today,
+    intake_date_errors,
     intake_record,
     record_sha256,
 )
@@ -62,6 +64,10 @@ class DataService:
             raise InputRejected(f"{file_name}: {len(parsed.report.bad_rows)} invalid row(s); "
                                 "nothing was imported", parsed.report.errors)
         frame = parsed.frame
+        bad_dates = intake_date_errors(frame, clinic_today())
+        if bad_dates:
+            raise InputRejected(f"{file_name}: {len(bad_dates)} intake date(s) the clinic cannot "
+                                "have seen; nothing was imported", bad_dates)
         with self.store.write() as s:
             codes = set(frame["episode_id"])
             clash = set(s.execute(select(Episode.episode_code).where(Episode.episode_code.in_(codes))

@@ -156,6 +156,23 @@ def test_a_visit_before_a_finding_stays_correctable_but_cannot_be_moved_past_it(
     assert _visit_count(service) == 3
 
 
+@pytest.mark.parametrize("day", ["2099-01-01", "0001-01-01"])
+def test_an_intake_date_the_clinic_cannot_have_seen_is_refused_by_row(service, trained, day):
+    """A 2099 intake was importable and accepted a plan, then no visit could ever be recorded."""
+    rows = trained["cohort"].episodes.head(3).copy()
+    rows["intake_date"] = ["2026-01-05", day, "2026-01-06"]
+    with pytest.raises(InputRejected) as caught:
+        service.import_file(service.actors["data_staff"], to_csv_bytes(rows), "dated.csv")
+    assert [(e.row, e.column, e.value) for e in caught.value.errors] == [(3, "intake_date", day)]
+    assert service.training_frame().empty or not set(rows["episode_id"]) & set(
+        service.training_frame()["episode_id"])
+    with pytest.raises(InputRejected) as form:
+        service.save_intake(service.actors["therapist"], {**clean_intake(
+            trained["cohort"], 0, episode_id="E-DATED", patient_id="P-DATED"), "intake_date": day})
+    assert [(e.column, e.value) for e in form.value.errors] == [("intake_date", day)]
+    assert service.find_episodes(service.actors["therapist"], "E-DATED").empty
+
+
 def test_tuning_marks_gate_and_cap_and_stores_no_plan(service, trained):
     me = service.actors["therapist"]
     in_care(service, trained, "E-TUNE", plan_with("firm"))
