@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import pandas as pd
 from sqlalchemy import func, select
 
+from recommender.contract.validation import RowError
 from recommender.services.base import AccessControl, AuditedStore, InputRejected
 from recommender.services.identity import (
     MAX_FAILED_ATTEMPTS,
@@ -22,6 +24,11 @@ from recommender.storage.database import NUL
 from recommender.storage.schema import User
 
 USERNAME_MAX_LENGTH = 80
+# Plain lower-case ASCII: a name is read in the audit trail and the oversight pages, where
+# "Therapist", a Cyrillic "therapіst", a zero-width space or a newline passed for another
+# account; "system" and "unknown" are the trail's own actors.
+USERNAME_PATTERN = re.compile(rf"[a-z][a-z0-9._-]{{0,{USERNAME_MAX_LENGTH - 1}}}")
+RESERVED_USERNAMES = frozenset({"system", "unknown"})
 
 
 class AccountService:
@@ -102,9 +109,12 @@ class AccountService:
     def add_user(self, actor: Actor, username: str, role: str, password: str) -> None:
         actor = self.access.require(actor, Action.MANAGE_USERS, f"user:{username}")
         _check_role(role)
-        if not username or len(username) > USERNAME_MAX_LENGTH or username != username.strip():
-            raise InputRejected(f"username must have 1 to {USERNAME_MAX_LENGTH} characters and no "
-                                "leading or trailing spaces")
+        if not USERNAME_PATTERN.fullmatch(username) or username in RESERVED_USERNAMES:
+            shown = username.encode("unicode_escape").decode("ascii")[:USERNAME_MAX_LENGTH]
+            raise InputRejected("invalid username", [RowError(
+                1, "username", shown, f"1 to {USERNAME_MAX_LENGTH} characters: lower-case letters "
+                "a-z, digits and . _ - , starting with a letter, and not "
+                + " or ".join(sorted(RESERVED_USERNAMES)))])
         password_hash = hash_password(password, username)
         with self.store.write() as s:
             if s.execute(select(User).where(User.username == username)).scalar_one_or_none():

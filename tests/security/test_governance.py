@@ -473,3 +473,22 @@ def test_a_locked_out_last_admin_is_recovered_from_the_server_and_audited(sqlite
     recovery = events[events["reason"].str.startswith("break-glass")]
     assert list(recovery["actor"]) == ["system"] and list(recovery["target"]) == ["user:admin"]
     assert svc.verify_audit(svc.actors["supervisor"]).ok
+
+
+@pytest.mark.parametrize("username", [
+    "system", "unknown", "Therapist", "therap\u0456st", "thera\u200bpist", "evil\nadmin",
+    "x\x1b[31m", "\u202eadmin", "a b", '=HYPERLINK("http://x")', "\U0001F600" * 80, "", "-admin",
+    "a" * 81, "nul\x00name"])
+def test_usernames_that_pass_for_another_account_are_refused(service, username):
+    """A user called 'system' entered intakes that the trail showed as the seeding identity;
+    look-alike, control-character and formula names are refused the same way."""
+    before = list(service.list_users(service.actors["admin"])["username"])
+    with pytest.raises(InputRejected) as caught:
+        service.add_user(service.actors["admin"], username, "therapist", "velvet-lighthouse-cinnamon")
+    assert caught.value.errors[0].column == "username"
+    assert list(service.list_users(service.actors["admin"])["username"]) == before
+
+
+def test_plain_usernames_are_accepted(service):
+    service.add_user(service.actors["admin"], "anna.berg-2", "therapist", "velvet-lighthouse-cinnamon")
+    assert "anna.berg-2" in set(service.list_users(service.actors["admin"])["username"])

@@ -29,8 +29,6 @@ def _counts(svc) -> dict[str, int]:
 
 
 ATTACKS = {
-    "add_user": (lambda svc, ep, rec, history: svc.add_user(svc.actors["admin"], NUL_TEXT, "therapist",
-                                                   PASSWORD + "x"), "username"),
     "set_role": (lambda svc, ep, rec, history: svc.set_role(svc.actors["admin"], NUL_TEXT, "supervisor"),
                  "username"),
     "accept_change_reason": (lambda svc, ep, rec, history: svc.accept(
