@@ -494,3 +494,23 @@ def test_the_demo_is_never_seeded_into_a_clinic_database(tmp_path, monkeypatch):
     with pytest.raises(demo.NotEmpty):
         demo.seed(url)
     assert svc.has_users() and not svc.model_versions(svc.actors["data_staff"]).shape[0]
+
+
+def test_a_training_file_imported_as_intakes_is_refused(sqlite_service, trained):
+    """Imported as intakes, past episodes silently became patients in care (plan and outcome
+    columns were dropped without a word)."""
+    from recommender.contract.csv_io import read_episodes, to_csv_bytes
+
+    data = to_csv_bytes(trained["cohort"].episodes.head(4))
+    assert any(w.startswith("not read (intake files do not have them): massage_sessions_per_week")
+               for w in read_episodes(data, "intake").report.warnings)
+    with pytest.raises(InputRejected, match="followup_pain_score.*Import it as training history"):
+        sqlite_service.import_file(sqlite_service.actors["data_staff"], data, "history.csv", kind="intake")
+    assert sqlite_service.find_episodes(sqlite_service.actors["therapist"]).empty
+
+
+def test_an_empty_intake_names_every_missing_required_field(sqlite_service):
+    with pytest.raises(InputRejected) as caught:
+        sqlite_service.save_intake(sqlite_service.actors["therapist"], {})
+    columns = {e.column for e in caught.value.errors}
+    assert {"episode_id", "patient_id", "pain_score", "heart_condition"} <= columns

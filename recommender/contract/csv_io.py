@@ -42,6 +42,7 @@ class EpisodeFile:
 
     frame: pd.DataFrame
     report: ValidationReport
+    columns: tuple[str, ...] = ()  # the header as the file has it (read or not)
 
     def valid_rows(self) -> pd.DataFrame:
         """Rows with no error, keeping their file row numbers in ``_row``."""
@@ -89,7 +90,7 @@ def read_episodes(
     raw = pd.DataFrame(rows, columns=names, dtype=object, index=pd.Index(numbers, name="row"))
     raw = raw.apply(lambda s: s.map(_clean_cell)) if len(raw) else raw
     frame = _typed_frame(raw, kind, report)
-    return EpisodeFile(frame=frame, report=report)
+    return EpisodeFile(frame=frame, report=report, columns=tuple(names))
 
 
 def _read_bytes(source, limit: int) -> bytes:
@@ -178,6 +179,9 @@ def _check_header(header: list[str], kind: Kind, report: ValidationReport) -> li
     unknown = [n for n in names if n not in known and n not in every_kind]
     if unknown:
         report.warnings.append("ignored unknown column(s): " + ", ".join(unknown))
+    unread = [n for n in names if n not in known and n in every_kind]
+    if unread:
+        report.warnings.append(f"not read ({kind.value} files do not have them): " + ", ".join(unread))
     return names
 
 

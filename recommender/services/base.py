@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import re
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -54,6 +55,42 @@ class InputRejected(ValueError):
 
 
 EARLIEST_INTAKE_DATE = dt.date(1900, 1, 1)
+# Notes and reasons people type.  Unbounded, a 5 MB note was stored and copied into the
+# audit trail; control and bidirectional-override characters hid or reordered text in
+# exports and the trail (line breaks and tabs are kept).
+FREE_TEXT_MAX = 2000
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
+
+
+def free_text_errors(**fields: object) -> list[RowError]:
+    """One error per note or reason (named by keyword) that is too long, holds a control or
+    bidirectional-override character, or is not valid Unicode; its value shown escaped."""
+    errors = []
+    for name, value in fields.items():
+        if not isinstance(value, str) or not value:
+            continue
+        shown = value[:60].encode("unicode_escape").decode("ascii") + ("…" if len(value) > 60 else "")
+        if len(value) > FREE_TEXT_MAX:
+            errors.append(RowError(1, name, shown, f"at most {FREE_TEXT_MAX} characters "
+                                                   f"(this has {len(value)})"))
+        elif _UNPRINTABLE.search(value) or not _is_unicode(value):
+            errors.append(RowError(1, name, shown, "text without control characters"))
+    return errors
+
+
+def check_free_text(**fields: object) -> None:
+    """Raise InputRejected naming every bad note or reason (see :func:`free_text_errors`)."""
+    errors = free_text_errors(**fields)
+    if errors:
+        raise InputRejected("invalid text: " + ", ".join(e.column for e in errors), errors)
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")  # a lone surrogate cannot be stored or written
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def clinic_today() -> dt.date:
@@ -205,7 +242,9 @@ class AccessControl:
         with self.store.write() as s:
             self.store.log(s, current, "denied", target, after={"action": action.value},
                            reason=f"role {current.role} may not {action.value}")
-        raise PermissionDenied(f"a {current.role.replace('_', ' ')} may not {action.value.replace('_', ' ')}")
+        role = current.role.replace("_", " ")
+        article = "an" if role[:1] in "aeiou" else "a"
+        raise PermissionDenied(f"{article} {role} may not {action.value.replace('_', ' ')}")
 
 
 class AlreadyDecided(RuntimeError):

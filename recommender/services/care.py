@@ -38,12 +38,12 @@ from recommender.services.base import (
     InputRejected,
     clinic_day,
     clinic_today,
+    free_text_errors,
 )
 from recommender.services.clinical import ClinicalService, typed_intakes
 from recommender.services.identity import Actor
 from recommender.services.permissions import Action
 from recommender.services.visits import ended_episode_ids, records_by_episode, visit_record, visit_records
-from recommender.storage.database import NUL  # PostgreSQL text cannot hold it: no backend stores it
 from recommender.storage.schema import (
     Decision,
     Episode,
@@ -128,7 +128,12 @@ class CareService:
         unknown = set(visit) - set(VISIT_INPUT_COLUMNS)
         if unknown:
             raise InputRejected("unknown visit field(s): " + ", ".join(sorted(unknown)))
-        typed, errors = {}, []
+        # free text first: a lone surrogate cannot even be parsed
+        errors = free_text_errors(**{name: visit.get(name) for name, column in VISIT_INPUT_COLUMNS.items()
+                                     if column.type is Type.STRING})
+        if errors:
+            raise InputRejected("invalid visit values", errors)
+        typed = {}
         for name, column in VISIT_INPUT_COLUMNS.items():
             value = visit.get(name)
             if isinstance(value, (list, tuple)):
@@ -137,8 +142,6 @@ class CareService:
             parsed, errs = parse_column(raw, column)
             errors += errs
             typed[name] = parsed.iloc[0]
-        errors += [e for name, column in VISIT_INPUT_COLUMNS.items() if column.type is Type.STRING
-                   for e in _text_errors(name, typed[name])]
         if not errors:
             treated = typed["massage_intensity"] != "none" or bool(typed["training_given"])
             if treated and pd.isna(typed["discomfort"]):
@@ -189,7 +192,7 @@ class CareService:
         actor = self.access.require(actor, Action.RECORD_VISIT, f"visit:{visit_id}")
         if not reason.strip():
             raise InputRejected("a correction needs a reason")
-        bad_reason = _text_errors("correction_reason", reason)
+        bad_reason = free_text_errors(correction_reason=reason)
         if bad_reason:
             raise InputRejected("invalid correction reason", bad_reason)
         row = self._row(self.validate_visit(visit))
@@ -395,13 +398,6 @@ def first_day(intake: dict, entered: dt.date) -> dt.date:
     the episode was entered.  No visit is before it."""
     day = intake.get("intake_date")
     return day if isinstance(day, dt.date) else entered
-
-
-def _text_errors(name: str, value: object) -> list[RowError]:
-    """Text the database cannot store (a NUL character), named like any bad value."""
-    if isinstance(value, str) and NUL in value:
-        return [RowError(FORM_ROW, name, value.replace(NUL, "\\x00"), "text without NUL characters")]
-    return []
 
 
 def _dropped_findings(old: dict, new: dict) -> list[RowError]:

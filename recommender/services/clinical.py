@@ -24,9 +24,10 @@ from recommender.contract.columns import (
     PLAN,
     PLAN_COLUMNS,
     Kind,
+    columns_for,
 )
 from recommender.contract.csv_io import format_cell, read_episodes, to_csv_bytes
-from recommender.contract.validation import parse_column
+from recommender.contract.validation import RowError, parse_column
 from recommender.model.engine import PlanPrediction, Recommendation
 from recommender.safety import gate
 from recommender.safety.plans import Plan
@@ -39,6 +40,7 @@ from recommender.services.base import (
     AlreadyDecided,
     AuditedStore,
     InputRejected,
+    check_free_text,
     clinic_today,
     intake_date_errors,
     intake_record,
@@ -113,7 +115,14 @@ class ClinicalService:
 
     def validate_intake(self, intake: dict) -> dict:
         """Check one intake against the contract; returns the typed row or raises InputRejected."""
-        frame = pd.DataFrame([{c: intake.get(c) for c in INTAKE_COLUMNS if c in intake}])
+        if all(intake.get(c) in (None, "") for c in INTAKE_COLUMNS):  # as a file it has no row
+            columns = columns_for(Kind.INTAKE)
+            raise InputRejected("the intake is empty", [
+                RowError(FIRST_DATA_ROW, c.name, "", f"a value (required): {c.expected()}")
+                for c in columns if c.required and not c.allow_empty])
+        # every required column, given or not: a missing one is named, row by column
+        frame = pd.DataFrame([{c: intake.get(c) for c in INTAKE_COLUMNS
+                               if c in intake or c in REQUIRED_INTAKE_COLUMNS}])
         parsed = read_episodes(to_csv_bytes(frame), Kind.INTAKE)
         if not parsed.report.valid:
             raise InputRejected("the intake has invalid values", parsed.report.errors)
@@ -306,6 +315,7 @@ class ClinicalService:
         """
         actor = self.access.require(actor, Action.ACCEPT, f"recommendation:{recommendation_id}")
         plan = contract_plan(plan)
+        check_free_text(reason_text=reason_text, change_reason=change_reason)
         change_reason = change_reason.strip()
         if change_code is None and change_reason:
             change_code = "other"
@@ -444,6 +454,7 @@ class ClinicalService:
         """The episode's follow-up outcome.  A second one corrects the first and needs a
         reason; the audit trail keeps both."""
         actor = self.access.require(actor, Action.RECORD_FOLLOWUP, f"episode:{episode_code}")
+        check_free_text(correction_reason=correction_reason)
         columns = {c.name: c for c in OUTCOME}
         unknown = set(outcome) - set(columns)
         if unknown:
@@ -488,6 +499,10 @@ class ClinicalService:
             self.store.log(s, actor, "followup" if existing is None else "followup_corrected",
                            f"episode:{episode_code}", before, {"outcome": clean, "lost": lost_to_followup},
                            reason=correction_reason.strip())
+
+
+FIRST_DATA_ROW = 2  # an intake checked as a one-row file: its row under the header
+REQUIRED_INTAKE_COLUMNS = frozenset(c.name for c in columns_for(Kind.INTAKE) if c.required)
 
 
 def recommendation_output(rec: Recommendation) -> dict:

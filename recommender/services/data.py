@@ -43,6 +43,9 @@ from recommender.storage.schema import (
 FILE_NAME_MAX_LENGTH = 255  # data_imports.file_name
 
 
+OUTCOME_NAMES = frozenset(c.name for c in OUTCOME)
+
+
 class DataService:
     """Data staff's files: all-or-nothing import of contract files, export of training files."""
 
@@ -59,6 +62,12 @@ class DataService:
                                 f"rename the file to at most {FILE_NAME_MAX_LENGTH}")
         digest = hashlib.sha256(data).hexdigest()
         parsed = read_episodes(data, kind)
+        outcomes = [c for c in parsed.columns if c in OUTCOME_NAMES]
+        if Kind(kind) is Kind.INTAKE and outcomes:
+            raise InputRejected(f"{file_name} has outcome column(s) ({', '.join(outcomes)}): it is "
+                                "a training file of past episodes. Import it as training history; "
+                                "as intakes, its episodes would become patients in care. Nothing "
+                                "was imported")
         if not parsed.report.valid:
             self._record_rejected_import(actor, file_name, digest, kind, parsed)
             raise InputRejected(f"{file_name}: {len(parsed.report.bad_rows)} invalid row(s); "

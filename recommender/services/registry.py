@@ -39,6 +39,7 @@ from recommender.services.base import (
     AuditedStore,
     InputRejected,
     PromotionVerdict,
+    check_free_text,
 )
 from recommender.services.data import DataService
 from recommender.services.identity import Actor
@@ -373,6 +374,7 @@ class RegistryService:
         """Make ``version`` current if it passes the gate; a supervisor may force it with a reason."""
         actor = self.access.current(actor)
         actor = self.access.require(actor, promotion_action(actor.role, force), f"model:v{version}")
+        check_free_text(reason=reason)
         if force and not reason.strip():
             raise InputRejected("forcing a promotion needs a reason")
         current = self.current_version()
@@ -401,6 +403,7 @@ class RegistryService:
         """Return to the version promoted before the current one (skipping versions already
         rolled back), once it passes its verification and the safety gate again."""
         actor = self.access.require(actor, Action.ROLLBACK)
+        check_free_text(reason=reason)
         if not (reason or "").strip():
             raise InputRejected("a rollback needs a reason")
         with self.store.read() as s:

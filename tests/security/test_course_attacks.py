@@ -173,6 +173,40 @@ def test_an_intake_date_the_clinic_cannot_have_seen_is_refused_by_row(service, t
     assert service.find_episodes(service.actors["therapist"], "E-DATED").empty
 
 
+@pytest.mark.parametrize("text_value, expected", [
+    ("x" * 5_000_000, "at most 2000 characters"),
+    ("bell\x07", "control characters"),
+    ("esc\x1b[31mred", "control characters"),
+    ("\u202eevil", "control characters"),
+    ("lone \ud800 surrogate", "control characters"),
+])
+def test_notes_and_reasons_are_bounded_and_printable(service, trained, text_value, expected):
+    """A 5 MB note was stored and copied into the audit trail; escape and bidi-override
+    characters were written raw into exports.  Every note and reason door refuses them."""
+    me = service.actors["therapist"]
+    in_care(service, trained, "E-TEXT", plan_with("moderate"))
+    rec_id, rec = service.recommend(me, "E-TEXT")
+    audit_before = len(service.audit_events(service.actors["supervisor"]))
+    doors = {
+        "note": lambda: service.record_visit(me, "E-TEXT", visit(1, 5, note=text_value)),
+        "reason_text": lambda: service.accept(me, rec_id, plan_with("gentle"), reason_code="patient_preference",
+                                              reason_text=text_value, change_code="patient_preference"),
+        "change_reason": lambda: service.accept(me, rec_id, plan_with("gentle"), change_code="other",
+                                                change_reason=text_value),
+        "correction_reason": lambda: service.record_followup(me, "E-TEXT", {"followup_pain_score": 3.0},
+                                                             correction_reason=text_value),
+        "reason": lambda: service.rollback(service.actors["data_staff"], reason=text_value),
+    }
+    for column, door in doors.items():
+        with pytest.raises(InputRejected) as caught:
+            door()
+        assert [e.column for e in caught.value.errors] == [column]
+        assert expected in caught.value.errors[0].expected and len(caught.value.errors[0].value) < 80
+    assert len(service.audit_events(service.actors["supervisor"])) == audit_before
+    assert _visit_count(service) == 0 and len(_decisions(service, "E-TEXT")) == 1
+    service.record_visit(me, "E-TEXT", visit(1, 5, note="line one\nline two\twith a tab"))  # kept
+
+
 def test_tuning_marks_gate_and_cap_and_stores_no_plan(service, trained):
     me = service.actors["therapist"]
     in_care(service, trained, "E-TUNE", plan_with("firm"))

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from recommender.contract.csv_io import to_csv_bytes
+from recommender.services import InputRejected
 from recommender.services.identity import SignInFailed
 from recommender.storage.database import UnstorableText, refuse_nul_text
 from recommender.storage.schema import AuditEvent, DataImport, Decision, User
@@ -37,7 +38,7 @@ ATTACKS = {
         svc.actors["therapist"], rec[0], rec[1].best.plan, idempotency_key=NUL_TEXT), "idempotency_key"),
     "followup_correction_reason": (lambda svc, ep, rec, history: svc.record_followup(
         svc.actors["therapist"], ep + "-ENDED", {"followup_pain_score": 3.0},
-        correction_reason=NUL_TEXT), "reason"),
+        correction_reason=NUL_TEXT), "correction_reason"),
     "review": (lambda svc, ep, rec, history: svc.review(svc.actors["therapist"], NUL_TEXT), "episode_code"),
     "import_file_name": (lambda svc, ep, rec, history: svc.import_file(
         svc.actors["data_staff"], history, "history\x00.csv"), "file_name"),
@@ -53,10 +54,13 @@ def test_nul_text_is_refused_by_name_and_nothing_is_written(service, trained, at
     service.record_followup(service.actors["therapist"], episode + "-ENDED", {"followup_pain_score": 4.0})
     action, column = ATTACKS[attack]
     before = _counts(service)
-    with pytest.raises(UnstorableText) as caught:
+    with pytest.raises(ValueError) as caught:  # shown as a refusal by every page and the CLI
         action(service, episode, rec, to_csv_bytes(trained["cohort"].episodes.head(3)))
-    assert str(caught.value).startswith(f"{column}: ") and "\\x00" in str(caught.value)
-    assert isinstance(caught.value, ValueError)  # shown as a refusal by every page and the CLI
+    if isinstance(caught.value, InputRejected):  # a note or reason: the free-text rule
+        assert [(e.column, "\\x00" in e.value) for e in caught.value.errors] == [(column, True)]
+    else:  # anything else: the storage layer's refusal
+        assert isinstance(caught.value, UnstorableText)
+        assert str(caught.value).startswith(f"{column}: ") and "\\x00" in str(caught.value)
     assert _counts(service) == before
     assert service.verify_audit(service.actors["supervisor"]).ok
 
