@@ -60,6 +60,8 @@ from recommender.storage.schema import (
 )
 
 PLAN_LABELS = {c.name: c.label for c in PLAN}
+FIRST_DATA_ROW = 2  # an intake checked as a one-row file: its row under the header
+REQUIRED_INTAKE_COLUMNS = frozenset(c.name for c in columns_for(Kind.INTAKE) if c.required)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -499,10 +501,6 @@ class ClinicalService:
             self.store.log(s, actor, "followup" if existing is None else "followup_corrected",
                            f"episode:{episode_code}", before, {"outcome": clean, "lost": lost_to_followup},
                            reason=correction_reason.strip())
-
-
-FIRST_DATA_ROW = 2  # an intake checked as a one-row file: its row under the header
-REQUIRED_INTAKE_COLUMNS = frozenset(c.name for c in columns_for(Kind.INTAKE) if c.required)
 
 
 def recommendation_output(rec: Recommendation) -> dict:

@@ -7,7 +7,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from recommender.devtools.demo import PHLEBITIS_EPISODE
+from recommender.devtools.demo import IMPROVING_EPISODE, PHLEBITIS_EPISODE
 from recommender.web.navigation import ROLE_PAGES
 
 from .conftest import CLINIC_ENV, sign_in
@@ -83,7 +83,7 @@ def test_therapist_plans_accepts_and_records_two_follow_ups(page, app_url):
     no_exception(page)
 
     page.get_by_role("link", name="Record follow-up").click()
-    for episode, pain in (("DEMO-0003", "3"), ("DEMO-0005", "6")):
+    for episode, pain in (("DEMO-0003", "3"), (IMPROVING_EPISODE, "6")):  # both with a plan
         choose_episode(page, episode)
         expect(page.get_by_text(f"Follow-up for episode {episode} ")).to_be_visible()
         settle(page)
