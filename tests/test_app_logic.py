@@ -8,6 +8,7 @@ import json
 import pandas as pd
 import pytest
 from hypothesis import given
+from hypothesis import strategies as st
 
 from recommender.outputs.fhir import PainScore, care_bundle, care_bundle_json, care_plan
 from recommender.outputs.handout import (
@@ -18,7 +19,9 @@ from recommender.outputs.handout import (
     times_a_week,
 )
 from recommender.safety import gate
+from recommender.contract.columns import INTENSITIES
 from recommender.safety.plans import Plan
+from recommender.safety.tolerance import DiscomfortCap
 from recommender.web.plan_form import build_plan, differs, form_to_intake, plan_controls
 from recommender.web.reports import filter_events, override_stats, weekly
 from recommender.web.ui import is_idle
@@ -110,8 +113,8 @@ def test_build_plan_and_differences():
 CLINIC = Clinic("Riverside Pain Clinic", "Call 0123 456 789")
 
 
-def _sheet(patient, plan, decision):
-    return handout(patient, plan, decision, CLINIC, "ann", dt.date(2026, 1, 5))
+def _sheet(patient, plan, decision, cap=None):
+    return handout(patient, plan, decision, CLINIC, "ann", dt.date(2026, 1, 5), cap=cap)
 
 
 def test_handout_is_plain_and_safe():
@@ -146,6 +149,24 @@ def test_no_handout_or_fhir_export_schedules_contraindicated_massage(intake, pla
     stopped = [d for d in detail if d["status"] == "stopped"]
     assert bool(stopped) == (plan.has_massage and forbidden)
     assert all("scheduledTiming" not in d and d["statusReason"]["text"] for d in stopped)
+
+
+@given(plan=plans, level=st.integers(0, 3))
+def test_no_handout_or_fhir_export_schedules_massage_firmer_than_the_discomfort_cap(plan, level):
+    cap = DiscomfortCap(max_level=level, high_sessions=2, given="firm")
+    decision = gate.evaluate(CLEAN)
+    sheet = _sheet("P1", plan, decision, cap)
+    resource = care_plan("E-1", "P-1", plan, decision, cap=cap).model_dump(mode="json")
+    scheduled = [a["detail"]["description"].split()[0].lower() for a in resource.get("activity", [])
+                 if "massage" in a["detail"]["description"].lower()
+                 and a["detail"]["status"] == "scheduled"]
+    listed = [a for a in sheet.activities if "massage" in a.lower()]
+    allowed = INTENSITIES[: level + 1]
+    assert all(word in allowed for word in scheduled)
+    assert all(any(f"{i} pressure" in a for i in allowed if i != "none") for a in listed)
+    assert bool(listed) == bool(scheduled) == (plan.has_massage and level > 0)
+    if plan.has_massage and INTENSITIES.index(plan.massage_intensity) > level:
+        assert any("lowered" in n or "stopped" in n for n in sheet.notes)
 
 
 def test_a_plan_whose_massage_a_later_finding_forbids_is_shown_as_stopped():

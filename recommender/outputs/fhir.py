@@ -21,6 +21,7 @@ from fhir.resources.R4B.observation import Observation
 
 from recommender.safety.gate import GateDecision
 from recommender.safety.plans import Plan
+from recommender.safety.tolerance import DiscomfortCap, capped_intensity
 
 UCUM = "http://unitsofmeasure.org"
 EPISODE_SYSTEM = "urn:pain-plan-recommender:episode-id"
@@ -65,18 +66,22 @@ def _stopped_activity(description: str, reason: str) -> dict:
 
 
 def care_plan(episode_id: str, patient_id: str, plan: Plan, decision: GateDecision,
-              created: dt.date | None = None) -> CarePlan:
-    """The accepted plan as a validated CarePlan resource, under the gate's decision *now*:
-    massage it forbids (a contraindication found since) is sent as stopped, never scheduled."""
+              created: dt.date | None = None, cap: DiscomfortCap | None = None) -> CarePlan:
+    """The accepted plan as a validated CarePlan resource, under the rules *now*: massage the
+    gate forbids (a contraindication found since) is sent as stopped, never scheduled, and
+    massage firmer than the discomfort cap is scheduled at the cap."""
     activities = []
     stopped = decision.forbidding_reasons(plan)
+    intensity = capped_intensity(plan, cap)
     if plan.has_massage and stopped:
         activities.append(_stopped_activity("Pain massage (stopped: contraindicated)",
                                             " ".join(r.message for r in stopped)))
+    elif plan.has_massage and intensity == "none":
+        activities.append(_stopped_activity("Pain massage (stopped: discomfort)", cap.message))
     elif plan.has_massage:
-        activities.append(_activity(f"{plan.massage_intensity.capitalize()} pain massage of the "
-                                    "pain region", plan.massage_sessions_per_week,
-                                    plan.session_minutes, plan.programme_weeks))
+        activities.append(_activity(f"{intensity.capitalize()} pain massage of the pain region",
+                                    plan.massage_sessions_per_week, plan.session_minutes,
+                                    plan.programme_weeks))
     if plan.muscle_training_sessions_per_week:
         activities.append(_activity("Supervised muscle training", plan.muscle_training_sessions_per_week,
                                     plan.session_minutes, plan.programme_weeks))
@@ -85,6 +90,8 @@ def care_plan(episode_id: str, patient_id: str, plan: Plan, decision: GateDecisi
                                     plan.session_minutes, plan.programme_weeks))
     notes = [{"text": "Tell your therapist if anything is uncomfortable; the plan is adjusted."}]
     notes += [{"text": r.message} for r in decision.reasons]
+    if plan.has_massage and cap is not None and not cap.permits(plan):
+        notes.append({"text": f"{cap.message} ({cap.rule_id})"})
     day = (created or dt.date.today()).isoformat()
     resource = {
         "resourceType": "CarePlan",
@@ -122,9 +129,10 @@ def pain_observation(episode_id: str, patient_id: str, score: PainScore) -> Obse
 
 
 def care_bundle(episode_id: str, patient_id: str, plan: Plan, decision: GateDecision,
-                scores: list[PainScore], created: dt.date | None = None) -> Bundle:
+                scores: list[PainScore], created: dt.date | None = None,
+                cap: DiscomfortCap | None = None) -> Bundle:
     """The CarePlan and every pain score, as one validated ``collection`` Bundle."""
-    resources = [care_plan(episode_id, patient_id, plan, decision, created)]
+    resources = [care_plan(episode_id, patient_id, plan, decision, created, cap)]
     resources += [pain_observation(episode_id, patient_id, s) for s in scores]
     return Bundle.model_validate({
         "resourceType": "Bundle", "type": "collection",

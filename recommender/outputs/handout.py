@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from recommender.safety.gate import Effect, GateDecision
 from recommender.safety.plans import Plan
+from recommender.safety.tolerance import DiscomfortCap, capped_intensity
 
 SAFETY_LINE = ("Treatment should not hurt much. Tell your therapist if anything is uncomfortable, "
                "painful or worrying — the plan will be adjusted.")
@@ -50,16 +51,17 @@ class Handout:
 
 
 def handout(patient_id: str, plan: Plan, decision: GateDecision, clinic: Clinic, therapist: str,
-            date: dt.date) -> Handout:
-    """The handout of an accepted plan under the gate's decision *now*: massage the decision
+            date: dt.date, cap: DiscomfortCap | None = None) -> Handout:
+    """The handout of an accepted plan under the rules *now*: massage the gate's decision
     forbids (a contraindication found after the plan was accepted) is never listed, it is
-    said to be stopped."""
+    said to be stopped; massage firmer than the discomfort cap is listed at the cap."""
     minutes = plan.session_minutes
     activities = []
-    stopped = decision.forbidding_reasons(plan)  # a finding since the plan was accepted
+    intensity = capped_intensity(plan, cap)
+    stopped = decision.forbidding_reasons(plan) or intensity == "none"
     if plan.has_massage and not stopped:
         activities.append(f"Pain massage at the clinic: {times_a_week(plan.massage_sessions_per_week)}, "
-                          f"{plan.massage_intensity} pressure, about {minutes} minutes.")
+                          f"{intensity} pressure, about {minutes} minutes.")
     if plan.muscle_training_sessions_per_week:
         activities.append("Muscle training with your therapist: "
                           f"{times_a_week(plan.muscle_training_sessions_per_week)}, about {minutes} minutes.")
@@ -69,8 +71,11 @@ def handout(patient_id: str, plan: Plan, decision: GateDecision, clinic: Clinic,
     if not activities:
         activities.append("Rest and review with your therapist.")
     notes = []
-    if stopped:
+    if plan.has_massage and stopped:
         notes.append(MASSAGE_STOPPED_LINE)
+    elif plan.has_massage and intensity != plan.massage_intensity:
+        notes.append(f"Massage pressure is lowered to {intensity} after the discomfort you reported, "
+                     "until your therapist reviews your plan with you.")
     elif not decision.massage_allowed:
         notes.append("Massage is not part of your plan for safety reasons your therapist has explained.")
     avoid = [r.region.replace("_", " ") for r in decision.reasons if r.effect is Effect.AVOID_REGION]

@@ -65,6 +65,14 @@ class DiscomfortCap:
                 "given": self.given, "message": self.message, "evidence": EVIDENCE}
 
 
+def capped_intensity(plan: Plan, cap: DiscomfortCap | None) -> str:
+    """The plan's massage intensity, lowered to the cap when the cap is gentler ("none" when
+    it allows no massage): what a handout or an export may schedule now."""
+    if cap is None or cap.permits(plan):
+        return plan.massage_intensity
+    return cap.max_intensity
+
+
 def discomfort_cap(sessions: Sequence[MassageSession]) -> DiscomfortCap | None:
     """The cap that the visits so far (oldest first) call for, or None."""
     massage = [v for v in sessions if v.intensity != "none"][-WINDOW:]

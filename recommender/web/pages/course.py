@@ -218,6 +218,7 @@ else:
     st.caption(f"Current since {local_time(last.decided_at)}, by {text(last.decided_by)}.")
     st.download_button("FHIR CarePlan with pain scores (JSON)",
                        lambda: care_bundle_json(episode, progress.patient_id, progress.plan,
-                                                progress.gate_now, progress.pain_scores()),
+                                                progress.gate_now, progress.pain_scores(),
+                                                cap=progress.cap),
                        file_name=safe_file_name(f"care-{episode}.json"), mime="application/fhir+json",
                        key="dl-course-fhir", on_click="ignore")

@@ -264,7 +264,8 @@ if accepted:
         open_patient(episode)
     settings = get_settings()
     sheet = handout(intake["patient_id"], shown, accepted["gate_now"],
-                    Clinic(settings.clinic_name, settings.clinic_contact), accepted["decided_by"], today())
+                    Clinic(settings.clinic_name, settings.clinic_contact), accepted["decided_by"], today(),
+                    cap=cap)
     with st.expander("Patient handout", expanded=True):
         st.text("\n".join(handout_lines(sheet)))
     d1, d2 = st.columns(2)
@@ -272,6 +273,6 @@ if accepted:
                        mime="text/html", key="dl-handout", on_click="ignore")
     d2.download_button("FHIR CarePlan with pain scores (JSON)",
                        lambda: care_bundle_json(episode, intake["patient_id"], shown, accepted["gate_now"],
-                                                svc.progress(me, episode).pain_scores()),
+                                                svc.progress(me, episode).pain_scores(), cap=cap),
                        file_name=safe_file_name(f"careplan-{episode}.json"), mime="application/fhir+json", key="dl-fhir",
                        on_click="ignore")
