@@ -188,19 +188,21 @@ def test_new_intake_errors_beside_fields_then_saved_and_opened(demo_env):
 
 
 def test_followups_for_two_patients_in_a_row_stay_with_their_patient(demo_env):
-    from recommender.devtools.demo import IMPROVING_EPISODE, NOT_IMPROVING_EPISODE
     from recommender.web.ui import service
 
-    # two demo courses with an accepted plan (a follow-up needs one)
+    me = signed_in("therapist")
+    for episode in ("DEMO-0003", PHLEBITIS_EPISODE):  # a follow-up needs an accepted plan
+        rec_id, rec = service().recommend(me, episode)
+        service().accept(me, rec_id, rec.best.plan)
     at = on_page("therapist", "followup.py")
-    next(s for s in at.selectbox if s.label == "Episode").select(IMPROVING_EPISODE).run()
+    next(s for s in at.selectbox if s.label == "Episode").select("DEMO-0003").run()
     form = {n.label: n for n in at.number_input}
     form["Follow-up pain score (0–10)"].set_value(3.0)
     form["Adherence (share of planned sessions, 0–1)"].set_value(0.8)
     form["Sleep quality 0–10 (optional)"].set_value(7)
     next(b for b in at.button if b.label == "Save follow-up").click().run()
-    assert any(f"Follow-up saved for {IMPROVING_EPISODE}" in shown(s) for s in at.success)
-    next(s for s in at.selectbox if s.label == "Episode").select(NOT_IMPROVING_EPISODE).run()
+    assert any("Follow-up saved for DEMO-0003" in shown(s) for s in at.success)
+    next(s for s in at.selectbox if s.label == "Episode").select(PHLEBITIS_EPISODE).run()
     form = {n.label: n for n in at.number_input}
     assert form["Adherence (share of planned sessions, 0–1)"].value is None  # nothing carried over
     next(c for c in at.checkbox if c.label == "Lost to follow-up").check()
@@ -218,10 +220,10 @@ def test_followups_for_two_patients_in_a_row_stay_with_their_patient(demo_env):
     with service().db.read() as s:
         stored = dict(s.execute(select(Episode.episode_code, FollowUp.outcome).join(
             FollowUp, FollowUp.episode_id == Episode.id).where(
-            Episode.episode_code.in_([IMPROVING_EPISODE, NOT_IMPROVING_EPISODE]))).all())
-    assert stored[IMPROVING_EPISODE] == {"followup_pain_score": 3, "adherence": 0.8,
-                                         "followup_sleep_quality": 7, "adverse_event": "false"}
-    assert stored[NOT_IMPROVING_EPISODE] == {"adverse_event": "false", "followup_pain_score": None}
+            Episode.episode_code.in_(["DEMO-0003", PHLEBITIS_EPISODE]))).all())
+    assert stored["DEMO-0003"] == {"followup_pain_score": 3, "adherence": 0.8,
+                                   "followup_sleep_quality": 7, "adverse_event": "false"}
+    assert stored[PHLEBITIS_EPISODE] == {"adverse_event": "false", "followup_pain_score": None}
 
 
 def test_imported_history_stays_out_of_the_therapists_list(demo_env):

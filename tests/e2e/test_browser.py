@@ -7,7 +7,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from recommender.devtools.demo import IMPROVING_EPISODE, PHLEBITIS_EPISODE
+from recommender.devtools.demo import PHLEBITIS_EPISODE
 from recommender.web.navigation import ROLE_PAGES
 
 from .conftest import CLINIC_ENV, sign_in
@@ -53,7 +53,19 @@ def open_page(page, title: str) -> None:
     expect(page.get_by_role("heading", name=title)).to_be_visible()
 
 
-def test_therapist_plans_accepts_and_records_two_follow_ups(page, app_url):
+def test_therapist_plans_accepts_and_records_two_follow_ups(page, app_url, monkeypatch):
+    for name, value in CLINIC_ENV[app_url].items():  # a colleague planned DEMO-0005 (a follow-up
+        monkeypatch.setenv(name, value)               # needs an accepted plan)
+    from recommender.devtools.demo import demo_password
+    from recommender.services import open_service
+
+    svc = open_service()
+    colleague = svc.sign_in("therapist", demo_password("therapist"))
+    rec_id, rec = svc.recommend(colleague, "DEMO-0005")
+    svc.accept(colleague, rec_id, rec.best.plan)
+    svc.sign_out(colleague)
+    svc.db.dispose()
+
     sign_in(page, app_url, "therapist")
     open_page(page, "Plan treatment")
     choose_episode(page, "DEMO-0003")
@@ -83,7 +95,7 @@ def test_therapist_plans_accepts_and_records_two_follow_ups(page, app_url):
     no_exception(page)
 
     page.get_by_role("link", name="Record follow-up").click()
-    for episode, pain in (("DEMO-0003", "3"), (IMPROVING_EPISODE, "6")):  # both with a plan
+    for episode, pain in (("DEMO-0003", "3"), ("DEMO-0005", "6")):
         choose_episode(page, episode)
         expect(page.get_by_text(f"Follow-up for episode {episode} ")).to_be_visible()
         settle(page)
