@@ -96,7 +96,10 @@ region lists joined by `;`, text cells that a spreadsheet would run as a formula
 Visits are append-only. A correction is a new record that names the one it corrects
 (`supersedes_visit_id`) with the reason; the corrected record stays in the file, marked
 `superseded`, so the file is the whole history. Analyses should use the rows with
-`superseded` = `false`.
+`superseded` = `false`. A record with massage is checked against the contraindications known
+on its date (the intake's and those found at visits up to that day): massage on a day after a
+finding is refused, while an earlier visit stays correctable. Notes and reasons hold at most
+2,000 characters, without control characters.
 
 **Which visit is the episode's outcome.** An explicit follow-up, when one was recorded, is
 the episode's outcome (as before). Otherwise the episode's last `end_of_programme` visit that is
