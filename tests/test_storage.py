@@ -507,6 +507,8 @@ def test_a_training_file_imported_as_intakes_is_refused(sqlite_service, trained)
     with pytest.raises(InputRejected, match="followup_pain_score.*Import it as training history"):
         sqlite_service.import_file(sqlite_service.actors["data_staff"], data, "history.csv", kind="intake")
     assert sqlite_service.find_episodes(sqlite_service.actors["therapist"]).empty
+    events = sqlite_service.audit_events(sqlite_service.actors["supervisor"])
+    assert events.iloc[-1]["reason"] == "refused: a training file imported as intakes"
 
 
 def test_an_empty_intake_names_every_missing_required_field(sqlite_service):

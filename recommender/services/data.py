@@ -64,6 +64,8 @@ class DataService:
         parsed = read_episodes(data, kind)
         outcomes = [c for c in parsed.columns if c in OUTCOME_NAMES]
         if Kind(kind) is Kind.INTAKE and outcomes:
+            self._record_rejected_import(actor, file_name, digest, kind, parsed,
+                                         reason="refused: a training file imported as intakes")
             raise InputRejected(f"{file_name} has outcome column(s) ({', '.join(outcomes)}): it is "
                                 "a training file of past episodes. Import it as training history; "
                                 "as intakes, its episodes would become patients in care. Nothing "
@@ -97,7 +99,7 @@ class DataService:
             return imp.id, parsed
 
     def _record_rejected_import(self, actor: Actor, file_name: str, digest: str, kind: str,
-                                parsed: EpisodeFile) -> None:
+                                parsed: EpisodeFile, reason: str | None = None) -> None:
         """A refused file is still recorded (no episode rows): who tried what, and why not."""
         bad = len(parsed.report.bad_rows)
         with self.store.write() as s:
@@ -108,7 +110,8 @@ class DataService:
             self.store.log(s, actor, "import", f"file:{file_name}", None,
                       {"import_id": imp.id, "sha256": digest, "rows": parsed.report.n_rows,
                        "rejected_rows": bad, "kind": kind},
-                      reason=f"refused: {len(parsed.report.errors)} invalid value(s) in {bad} row(s)")
+                      reason=reason or f"refused: {len(parsed.report.errors)} invalid value(s) in "
+                                       f"{bad} row(s)")
 
     def _bulk_insert(self, s, frame: pd.DataFrame, kind: str, import_id: int, actor: Actor) -> None:
         patients = {p.patient_code: p.id for p in s.execute(
