@@ -316,3 +316,20 @@ def test_day_list_opens_a_patient_whose_review_is_capped_by_discomfort(demo_env)
         assert any("Reviewed plan accepted" in shown(s) for s in at.success)
     else:
         pytest.fail("the review kept a plan above the discomfort cap")
+
+
+def test_a_new_search_on_the_course_page_selects_its_own_patient(demo_env):
+    """Opened from My day on one patient, a search for another kept the first selected, and a
+    visit saved after the search went to the first patient."""
+    from recommender.devtools.demo import DISCOMFORT_EPISODE, IMPROVING_EPISODE
+
+    at = app_as("therapist")
+    at.button(key=f"open-{DISCOMFORT_EPISODE}").click().run()
+    assert next(s for s in at.selectbox if s.label == "Episode").value == DISCOMFORT_EPISODE
+    next(t for t in at.text_input if t.label == "Search any episode or patient id").input(
+        IMPROVING_EPISODE).run()
+    no_exception(at)
+    assert next(s for s in at.selectbox if s.label == "Episode").value == IMPROVING_EPISODE
+    assert any("IMPROVING" in h.value and "DISCOMFORT" not in h.value for h in at.subheader)
+    at.run()  # and it stays on the searched patient
+    assert next(s for s in at.selectbox if s.label == "Episode").value == IMPROVING_EPISODE

@@ -294,3 +294,16 @@ def test_user_data_is_inert_in_markdown(value):
     assert not re.search(r"(?<!\\)[\[\]()<>!*_]", out)  # no unescaped markup character
     assert "://" not in out and "www." not in out and not re.search(r"@\w", out)
     assert out.replace("\\", "").replace("\u200b", "") == value  # and it still reads the same
+
+
+def test_course_episode_choices_follow_a_new_search():
+    from recommender.web.course_view import episode_choices
+
+    # opened from My day, no search: listed and selected even when not in care's first page
+    assert episode_choices(["A", "B"], "C", "", None) == (["C", "A", "B"], 0)
+    assert episode_choices(["A", "B"], "B", "", "") == (["A", "B"], 1)
+    # a new search selects from its own results, dropping the opened patient
+    assert episode_choices(["B"], "C", "B", "") == (["B"], 0)
+    # the same search again (a rerun) keeps what the therapist picked from it
+    assert episode_choices(["B", "D"], "D", "B", "B") == (["B", "D"], 1)
+    assert episode_choices([], None, "zzz", "") == ([], 0)

@@ -21,6 +21,22 @@ KIND_LABELS = {"session": "Treatment session", "review": "Review", "end_of_progr
 CONTRAINDICATION_FIELDS = tuple((c.name, c.label, c.type.value) for c in VISIT_CONTRAINDICATIONS)
 
 
+def episode_choices(found: list[str], opened: str | None, query: str,
+                    last_query: str | None) -> tuple[list[str], int]:
+    """The course page's episode list and which one is selected.
+
+    An episode opened from another page (My day) stays listed and selected; a *new* search
+    selects from its own results: keeping the opened patient selected after a search for
+    another one had therapists record a visit on the wrong patient."""
+    searched_anew = bool(query) and query != last_query
+    keep = opened if opened and not (searched_anew and opened not in found) else None
+    options = list(found)
+    if keep and keep not in options:
+        options.insert(0, keep)
+    index = options.index(keep) if keep in options and not searched_anew else 0
+    return options, index
+
+
 def pain_chart(progress: Progress) -> alt.LayerChart:
     """Observed pain at each visit over the likely range and expected path of the plan(s)."""
     data = progress.chart_frame()

@@ -13,6 +13,7 @@ from recommender.web.course_view import (
     SECTIONS,
     discomfort_chart,
     discomfort_frame,
+    episode_choices,
     flag_lines,
     pain_chart,
     plan_comparison,
@@ -32,14 +33,13 @@ query = st.text_input("Search any episode or patient id", key="course_search",
 found = svc.find_episodes(me, query)
 found = found[found["status"] != "imported history"]
 wanted = st.session_state.get("course_episode")
-options = list(found["episode_id"])
-if wanted and wanted not in options:
-    options.insert(0, wanted)
+options, index = episode_choices(list(found["episode_id"]), wanted, query,
+                                 st.session_state.get("course_last_query"))
+st.session_state["course_last_query"] = query
 if not options:
     st.info("No matching episodes in care.")
     st.stop()
-episode = st.selectbox("Episode", options, index=options.index(wanted) if wanted in options else 0,
-                       key=f"course_pick-{query}-{wanted}")
+episode = st.selectbox("Episode", options, index=index, key=f"course_pick-{query}-{wanted}")
 st.session_state["course_episode"] = episode
 progress = svc.progress(me, episode)
 
