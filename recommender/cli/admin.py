@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -67,8 +68,9 @@ def cmd_users(args) -> int:
     if args.action == "recover-admin":
         if not args.username:
             raise UsageError("users recover-admin needs the USERNAME of an administrator account")
-        service.recover_admin(args.username, _new_password(args) if args.new_password else None)
-        print(f"user {args.username}: unlocked and enabled"
+        service.recover_admin(args.username, _new_password(args) if args.new_password else None,
+                              operator=f"{getpass.getuser()}@{socket.gethostname()}")
+        print(f"user {args.username}: unlocked"
               + (", password reset" if args.new_password else "") + " (break-glass, audited)")
         return 0
     with _signed_in(service, args) as actor:

@@ -46,9 +46,9 @@ class AccountService:
         if user and ok and user.active and not user.locked:
             user.failed_attempts = 0
             return user
-        if user is None:
-            shown = username.replace(NUL, "\\x00")[:USERNAME_MAX_LENGTH]
-            self.store.log(s, Actor(shown, "unknown"), "failed_login", f"user:{shown}",
+        if user is None:  # the actor is the trail's own "unknown": a tried name is no actor
+            shown = username.encode("unicode_escape").decode("ascii")[:USERNAME_MAX_LENGTH]
+            self.store.log(s, Actor("unknown", "unknown"), "failed_login", f"user:{shown}",
                            reason="unknown user")
         else:
             why = "account locked" if user.locked else "account disabled" if not user.active \
@@ -160,12 +160,14 @@ class AccountService:
 
         self._change_user(actor, username, change, "user enabled and unlocked", ends_sessions=False)
 
-    def recover_admin(self, username: str, password: str | None = None) -> None:
-        """Break glass, from the server's command line only: unlock and re-enable an
-        administrator account (and set a new password, if given) when *no* administrator can
-        sign in.  Five wrong guesses at the sign-in page, by anyone, locked the last admin for
-        good, and only an admin can unlock.  While one admin can sign in this is refused, so
-        it is never a way around that admin; each use is an audit event of the system."""
+    def recover_admin(self, username: str, password: str | None = None, operator: str = "") -> None:
+        """Break glass, from the server's command line only: unlock a *locked* administrator
+        account (and set a new password, if given) when no administrator can sign in.  Five
+        wrong guesses at the sign-in page, by anyone, locked the last admin for good, and only
+        an admin can unlock.  While one admin can sign in this is refused, so it is never a way
+        around that admin; an account an admin disabled stays disabled (reviving it would hand
+        over a retired account); each use is an audit event of the system naming ``operator``
+        (who ran it, on which host)."""
         new_hash = hash_password(password, username) if password is not None else None
         with self.store.write() as s:
             usable = s.execute(select(func.count(User.id)).where(
@@ -177,16 +179,22 @@ class AccountService:
             user = _find_user(s, username)
             if user is None or user.role != Role.ADMIN.value:
                 raise InputRejected(f"{username!r} is not an administrator account")
+            if not user.active:
+                raise InputRejected(f"{username!r} was disabled by an administrator: recover-admin "
+                                    "only unlocks a locked administrator account")
+            if not user.locked:
+                raise InputRejected(f"{username!r} is not locked")
             before = {"role": user.role, "active": user.active, "locked": user.locked}
-            user.active, user.locked, user.failed_attempts = True, False, 0
+            user.locked, user.failed_attempts = False, 0
             if new_hash is not None:
                 user.password_hash = new_hash
             ended = self.access.sessions.end_all_for(s, username, "break-glass recovery")
             self.store.log(s, SYSTEM, "user_change", f"user:{username}", before,
                            {"role": user.role, "active": True, "locked": False,
-                            "password": "reset" if new_hash else "unchanged", "sessions_ended": ended},
-                           "break-glass recovery from the server's command line: no administrator "
-                           "could sign in")
+                            "password": "reset" if new_hash else "unchanged", "sessions_ended": ended,
+                            "operator": operator},
+                           f"break-glass recovery from the server's command line by {operator or 'an operator'}: "
+                           "no administrator could sign in")
 
     def reset_password(self, actor: Actor, username: str, password: str) -> None:
         actor = self.access.require(actor, Action.MANAGE_USERS, f"user:{username}")

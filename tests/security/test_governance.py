@@ -450,6 +450,30 @@ def test_recover_admin_is_refused_while_an_administrator_can_sign_in(service):
         service.sign_in("therapist", PASSWORD)
 
 
+def test_recover_admin_cannot_revive_a_disabled_admin(service):
+    """A retired admin account, disabled by an admin, must not be taken over by break glass
+    while the working admin is merely locked out."""
+    admin = service.actors["admin"]
+    service.add_user(admin, "old.boss", "admin", "velvet-lighthouse-cinnamon")
+    service.disable_user(admin, "old.boss")
+    _lock_out(service, "admin")
+    with pytest.raises(InputRejected, match="disabled by an administrator"):
+        service.recover_admin("old.boss", "fresh-meadow-kettle-lantern")
+    with pytest.raises(SignInFailed):
+        service.sign_in("old.boss", "fresh-meadow-kettle-lantern")
+    service.recover_admin("admin")  # the locked one is what break glass is for
+    assert service.sign_in("admin", PASSWORD).role == "admin"
+
+
+@pytest.mark.parametrize("tried", ["system", "Supervisor", "admin\u202e", "therap\u0456st", "x\x1b[2Jy"])
+def test_a_failed_sign_in_cannot_write_a_name_into_the_trails_actor_column(service, tried):
+    with pytest.raises(SignInFailed):
+        service.sign_in(tried, "whatever-password-here")
+    last = service.audit_events(service.actors["supervisor"]).iloc[-1]
+    assert (last["action"], last["actor"], last["role"]) == ("failed_login", "unknown", "unknown")
+    assert last["target"] == "user:" + tried.encode("unicode_escape").decode("ascii")
+
+
 def test_a_locked_out_last_admin_is_recovered_from_the_server_and_audited(sqlite_service, monkeypatch,
                                                                           capsys):
     from recommender.cli import main
@@ -465,13 +489,14 @@ def test_a_locked_out_last_admin_is_recovered_from_the_server_and_audited(sqlite
     assert main(["users", "enable", "admin", "--user", "admin"]) != 0  # the old dead end
     capsys.readouterr()
     assert main(["users", "recover-admin", "admin"]) == 0
-    assert "unlocked and enabled (break-glass, audited)" in capsys.readouterr().out
+    assert "unlocked (break-glass, audited)" in capsys.readouterr().out
     assert svc.sign_in("admin", PASSWORD).role == "admin"
     assert main(["users", "recover-admin", "admin"]) != 0  # an admin can sign in again
     assert "can still sign in" in capsys.readouterr().err
     events = svc.audit_events(svc.actors["supervisor"])
     recovery = events[events["reason"].str.startswith("break-glass")]
     assert list(recovery["actor"]) == ["system"] and list(recovery["target"]) == ["user:admin"]
+    assert "@" in recovery["reason"].iloc[0]  # who ran it, on which host
     assert svc.verify_audit(svc.actors["supervisor"]).ok
 
 
