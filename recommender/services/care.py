@@ -210,6 +210,13 @@ class CareService:
             dropped = _dropped_findings(old.contraindications, row["contraindications"])
             if dropped:
                 raise InputRejected("invalid visit values", dropped)
+            if old.contraindications and row["visit_date"] > old.visit_date:
+                # massage is judged on the findings known by its date: a finding moved later
+                # would open days on which massage could then be recorded
+                raise InputRejected("invalid visit values", [RowError(
+                    FORM_ROW, "visit_date", row["visit_date"].isoformat(),
+                    f"a date no later than {old.visit_date}: this visit recorded a "
+                    "contraindication, and a finding's date cannot move later")])
             self._check_against_episode(s, episode, row, replacing=visit_id)
             stored = Visit(episode_id=old.episode_id, recorded_by=actor.username,
                            supersedes_id=visit_id, correction_reason=reason.strip(), **row)

@@ -153,6 +153,12 @@ def test_a_visit_before_a_finding_stays_correctable_but_cannot_be_moved_past_it(
     with pytest.raises(InputRejected) as later:
         service.record_visit(me, "E-BEFORE", visit(1, 5))  # and no new massage after it
     assert "CI-PHLEBITIS" in later.value.errors[0].expected
+    # nor can the finding itself move later, past the massage, to open a window for it
+    finding = service.progress(me, "E-BEFORE").visits[-1].id
+    with pytest.raises(InputRejected) as moved_finding:
+        service.correct_visit(me, finding, visit(0, 5, massage="none", discomfort=None,
+                                                 training_given=False, phlebitis=True), reason="date")
+    assert moved_finding.value.errors[0].column == "visit_date"
     assert _visit_count(service) == 3
 
 
