@@ -148,6 +148,7 @@ def test_no_handout_or_fhir_export_schedules_contraindicated_massage(intake, pla
     assert bool(scheduled) == (plan.has_massage and not forbidden)
     stopped = [d for d in detail if d["status"] == "stopped"]
     assert bool(stopped) == (plan.has_massage and forbidden)
+    assert ("no massage" in resource["description"]) == (not plan.has_massage or forbidden)
     assert all("scheduledTiming" not in d and d["statusReason"]["text"] for d in stopped)
 
 
@@ -165,6 +166,9 @@ def test_no_handout_or_fhir_export_schedules_massage_firmer_than_the_discomfort_
     assert all(word in allowed for word in scheduled)
     assert all(any(f"{i} pressure" in a for i in allowed if i != "none") for a in listed)
     assert bool(listed) == bool(scheduled) == (plan.has_massage and level > 0)
+    summary = resource["description"]
+    assert ("no massage" in summary) == (not plan.has_massage or level == 0)
+    assert not any(f"{i} massage" in summary for i in INTENSITIES[level + 1:])
     if plan.has_massage and INTENSITIES.index(plan.massage_intensity) > level:
         assert any("lowered" in n or "stopped" in n for n in sheet.notes)
 

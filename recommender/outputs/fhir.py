@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from dataclasses import replace
 
 from typing import NamedTuple
 
@@ -65,6 +66,14 @@ def _stopped_activity(description: str, reason: str) -> dict:
                        "statusReason": {"text": reason}}}
 
 
+def _as_given_now(plan: Plan, stopped: bool, intensity: str) -> Plan:
+    """The plan as it may be given now: without massage when it is stopped, at the capped
+    intensity when the cap lowered it (so the summary never describes massage that is not)."""
+    if plan.has_massage and (stopped or intensity == "none"):
+        return replace(plan, massage_sessions_per_week=0, massage_intensity="none")
+    return replace(plan, massage_intensity=intensity)
+
+
 def care_plan(episode_id: str, patient_id: str, plan: Plan, decision: GateDecision,
               created: dt.date | None = None, cap: DiscomfortCap | None = None) -> CarePlan:
     """The accepted plan as a validated CarePlan resource, under the rules *now*: massage the
@@ -100,7 +109,7 @@ def care_plan(episode_id: str, patient_id: str, plan: Plan, decision: GateDecisi
         "status": "active",
         "intent": "plan",
         "title": "Chronic pain treatment plan",
-        "description": plan.describe(),
+        "description": _as_given_now(plan, bool(stopped), intensity).describe(),
         "subject": {"identifier": {"system": PATIENT_SYSTEM, "value": patient_id}, "display": patient_id},
         "created": day,
         "period": {"start": day},
