@@ -509,6 +509,24 @@ def test_a_training_file_imported_as_intakes_is_refused(sqlite_service, trained)
     assert sqlite_service.find_episodes(sqlite_service.actors["therapist"]).empty
     events = sqlite_service.audit_events(sqlite_service.actors["supervisor"])
     assert events.iloc[-1]["reason"] == "refused: a training file imported as intakes"
+    # the same with its outcome columns cut off: the plan columns still say what it is
+    from recommender.contract.columns import OUTCOME
+
+    plans_only = trained["cohort"].episodes.head(4).drop(columns=[c.name for c in OUTCOME],
+                                                          errors="ignore")
+    with pytest.raises(InputRejected, match="massage_sessions_per_week"):
+        sqlite_service.import_file(sqlite_service.actors["data_staff"], to_csv_bytes(plans_only),
+                                   "plans.csv", kind="intake")
+    assert sqlite_service.find_episodes(sqlite_service.actors["therapist"]).empty
+
+
+def test_an_import_file_name_with_control_characters_is_refused(sqlite_service, trained):
+    from recommender.contract.csv_io import to_csv_bytes
+
+    data = to_csv_bytes(trained["cohort"].episodes.head(2))
+    with pytest.raises(InputRejected) as caught:
+        sqlite_service.import_file(sqlite_service.actors["data_staff"], data, "evil\x1b[31m\u202egsm.csv")
+    assert caught.value.errors[0].column == "file_name"
 
 
 def test_an_empty_intake_names_every_missing_required_field(sqlite_service):

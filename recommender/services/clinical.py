@@ -12,6 +12,7 @@ import copy
 import dataclasses
 import functools
 import json
+import numbers
 
 import numpy as np
 import pandas as pd
@@ -523,7 +524,10 @@ def recommendation_output(rec: Recommendation) -> dict:
 def contract_plan(plan: Plan) -> Plan:
     """The plan rebuilt from its values, so the contract's ranges are checked again whatever
     built it (an object made without ``Plan.__init__`` is checked here); raises InputRejected."""
+    values = {c: getattr(plan, c, None) for c in PLAN_COLUMNS}
+    values = {c: int(v) if isinstance(v, numbers.Integral) and not isinstance(v, bool) else v
+              for c, v in values.items()}  # numpy integers are valid, but not JSON
     try:
-        return Plan(**{c: getattr(plan, c, None) for c in PLAN_COLUMNS})
+        return Plan(**values)
     except (TypeError, ValueError) as exc:
         raise InputRejected(f"not a valid plan: {exc}") from None

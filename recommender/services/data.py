@@ -23,6 +23,7 @@ from recommender.services.base import (
     AccessControl,
     AuditedStore,
     InputRejected,
+    check_free_text,
     clinic_today,
     intake_date_errors,
     intake_record,
@@ -57,19 +58,20 @@ class DataService:
                     kind: str = "training") -> tuple[int, EpisodeFile]:
         """Import a contract file, all rows or none; returns (import id, parsed file)."""
         actor = self.access.require(actor, Action.IMPORT, f"file:{file_name}")
+        check_free_text(file_name=file_name)
         if not file_name or len(file_name) > FILE_NAME_MAX_LENGTH:
             raise InputRejected(f"file name {file_name[:40]!r}… has {len(file_name)} characters: "
                                 f"rename the file to at most {FILE_NAME_MAX_LENGTH}")
         digest = hashlib.sha256(data).hexdigest()
         parsed = read_episodes(data, kind)
-        outcomes = [c for c in parsed.columns if c in OUTCOME_NAMES]
-        if Kind(kind) is Kind.INTAKE and outcomes:
+        past = [c for c in parsed.columns if c in OUTCOME_NAMES or c in PLAN_COLUMNS]
+        if Kind(kind) is Kind.INTAKE and past:
             self._record_rejected_import(actor, file_name, digest, kind, parsed,
                                          reason="refused: a training file imported as intakes")
-            raise InputRejected(f"{file_name} has outcome column(s) ({', '.join(outcomes)}): it is "
-                                "a training file of past episodes. Import it as training history; "
-                                "as intakes, its episodes would become patients in care. Nothing "
-                                "was imported")
+            raise InputRejected(f"{file_name} has plan or outcome column(s) ({', '.join(past)}): "
+                                "it is a training file of past episodes. Import it as training "
+                                "history; as intakes, its episodes would become patients in care. "
+                                "Nothing was imported")
         if not parsed.report.valid:
             self._record_rejected_import(actor, file_name, digest, kind, parsed)
             raise InputRejected(f"{file_name}: {len(parsed.report.bad_rows)} invalid row(s); "
@@ -77,6 +79,9 @@ class DataService:
         frame = parsed.frame
         bad_dates = intake_date_errors(frame, clinic_today())
         if bad_dates:
+            self._record_rejected_import(actor, file_name, digest, kind, parsed,
+                                         reason=f"refused: {len(bad_dates)} intake date(s) after "
+                                                "today or before 1900")
             raise InputRejected(f"{file_name}: {len(bad_dates)} intake date(s) the clinic cannot "
                                 "have seen; nothing was imported", bad_dates)
         with self.store.write() as s:

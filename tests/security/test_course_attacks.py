@@ -100,6 +100,11 @@ def test_a_plan_outside_the_contract_cannot_be_accepted_or_tuned(service, traine
     me = service.actors["therapist"]
     in_care(service, trained, "E-RANGE", plan_with("none"))
     rec_id, _ = service.recommend(me, "E-RANGE")
+    import numpy as np
+
+    numpy_plan = Plan(*[np.int64(v) if isinstance(v, int) else v
+                        for v in plan_with("gentle").as_dict().values()])
+    assert service.tune(me, "E-RANGE", numpy_plan).plan == plan_with("gentle")  # numbers, not types
     forged = object.__new__(Plan)
     for column, value in plan_with("none").as_dict().items():
         object.__setattr__(forged, column, value)
@@ -170,6 +175,7 @@ def test_an_intake_date_the_clinic_cannot_have_seen_is_refused_by_row(service, t
     with pytest.raises(InputRejected) as caught:
         service.import_file(service.actors["data_staff"], to_csv_bytes(rows), "dated.csv")
     assert [(e.row, e.column, e.value) for e in caught.value.errors] == [(3, "intake_date", day)]
+    assert _events(service, "import")[-1]["reason"].startswith("refused: 1 intake date(s)")
     assert service.training_frame().empty or not set(rows["episode_id"]) & set(
         service.training_frame()["episode_id"])
     with pytest.raises(InputRejected) as form:
@@ -185,6 +191,10 @@ def test_an_intake_date_the_clinic_cannot_have_seen_is_refused_by_row(service, t
     ("esc\x1b[31mred", "control characters"),
     ("\u202eevil", "control characters"),
     ("lone \ud800 surrogate", "control characters"),
+    ("csi \u009b2J", "control characters"),
+    ("line\u2028separator", "control characters"),
+    ("mark\u200e", "control characters"),
+    ("bare\rreturn", "control characters"),
 ])
 def test_notes_and_reasons_are_bounded_and_printable(service, trained, text_value, expected):
     """A 5 MB note was stored and copied into the audit trail; escape and bidi-override
