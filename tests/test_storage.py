@@ -534,3 +534,22 @@ def test_an_empty_intake_names_every_missing_required_field(sqlite_service):
         sqlite_service.save_intake(sqlite_service.actors["therapist"], {})
     columns = {e.column for e in caught.value.errors}
     assert {"episode_id", "patient_id", "pain_score", "heart_condition"} <= columns
+
+
+def test_the_import_page_and_the_import_share_one_refusal(trained):
+    """The page said "30 valid row(s)" for files the import then refused."""
+    import datetime as dt
+
+    from recommender.contract.csv_io import read_episodes, to_csv_bytes
+    from recommender.services.data import import_refusal
+
+    history = trained["cohort"].episodes.head(3).copy()
+    assert import_refusal(read_episodes(to_csv_bytes(history), "training"), "training",
+                          dt.date(2026, 12, 5)) is None
+    message, errors = import_refusal(read_episodes(to_csv_bytes(history), "intake"), "intake",
+                                     dt.date(2026, 12, 5))
+    assert "training file" in message and errors == []
+    history["intake_date"] = ["2026-01-05", "2027-01-01", "2026-01-06"]
+    message, errors = import_refusal(read_episodes(to_csv_bytes(history), "training"), "training",
+                                     dt.date(2026, 12, 5))
+    assert [(e.row, e.column, e.value) for e in errors] == [(3, "intake_date", "2027-01-01")]

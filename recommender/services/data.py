@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from pathlib import Path
 
@@ -47,6 +48,28 @@ FILE_NAME_MAX_LENGTH = 255  # data_imports.file_name
 OUTCOME_NAMES = frozenset(c.name for c in OUTCOME)
 
 
+def training_columns(parsed: EpisodeFile) -> list[str]:
+    """The plan and outcome columns a file has (those of a training file)."""
+    return [c for c in parsed.columns if c in OUTCOME_NAMES or c in PLAN_COLUMNS]
+
+
+def import_refusal(parsed: EpisodeFile, kind: str, today: dt.date) -> tuple[str, list[RowError]] | None:
+    """Why a readable file whose cells are valid still cannot be imported, with the bad cells
+    (None when it can): a training file offered as intakes (its past episodes would become
+    patients in care), or intake dates the clinic cannot have seen.  The import page shows
+    it before anything is submitted; the import refuses on it."""
+    past = training_columns(parsed)
+    if Kind(kind) is Kind.INTAKE and past:
+        return (f"it has plan or outcome column(s) ({', '.join(past)}): it is a training file of "
+                "past episodes. Import it as training history; as intakes, its episodes would "
+                "become patients in care. Nothing was imported", [])
+    bad_dates = intake_date_errors(parsed.frame, today)
+    if bad_dates:
+        return (f"{len(bad_dates)} intake date(s) the clinic cannot have seen; nothing was "
+                "imported", bad_dates)
+    return None
+
+
 class DataService:
     """Data staff's files: all-or-nothing import of contract files, export of training files."""
 
@@ -64,26 +87,23 @@ class DataService:
                                 f"rename the file to at most {FILE_NAME_MAX_LENGTH}")
         digest = hashlib.sha256(data).hexdigest()
         parsed = read_episodes(data, kind)
-        past = [c for c in parsed.columns if c in OUTCOME_NAMES or c in PLAN_COLUMNS]
-        if Kind(kind) is Kind.INTAKE and past:
+        if Kind(kind) is Kind.INTAKE and training_columns(parsed):
+            refusal = import_refusal(parsed, kind, clinic_today())
             self._record_rejected_import(actor, file_name, digest, kind, parsed,
                                          reason="refused: a training file imported as intakes")
-            raise InputRejected(f"{file_name} has plan or outcome column(s) ({', '.join(past)}): "
-                                "it is a training file of past episodes. Import it as training "
-                                "history; as intakes, its episodes would become patients in care. "
-                                "Nothing was imported")
+            raise InputRejected(f"{file_name}: {refusal[0]}")
         if not parsed.report.valid:
             self._record_rejected_import(actor, file_name, digest, kind, parsed)
             raise InputRejected(f"{file_name}: {len(parsed.report.bad_rows)} invalid row(s); "
                                 "nothing was imported", parsed.report.errors)
         frame = parsed.frame
-        bad_dates = intake_date_errors(frame, clinic_today())
-        if bad_dates:
+        refusal = import_refusal(parsed, kind, clinic_today())
+        if refusal is not None:
+            message, errors = refusal
             self._record_rejected_import(actor, file_name, digest, kind, parsed,
-                                         reason=f"refused: {len(bad_dates)} intake date(s) after "
+                                         reason=f"refused: {len(errors)} intake date(s) after "
                                                 "today or before 1900")
-            raise InputRejected(f"{file_name}: {len(bad_dates)} intake date(s) the clinic cannot "
-                                "have seen; nothing was imported", bad_dates)
+            raise InputRejected(f"{file_name}: {message}", errors)
         with self.store.write() as s:
             codes = set(frame["episode_id"])
             clash = set(s.execute(select(Episode.episode_code).where(Episode.episode_code.in_(codes))

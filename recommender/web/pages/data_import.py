@@ -8,6 +8,8 @@ import hashlib
 import streamlit as st
 
 from recommender.contract.csv_io import ContractFileError, read_episodes, to_csv_bytes
+from recommender.services.base import clinic_today
+from recommender.services.data import import_refusal
 from recommender.services.jobs import JobKind
 from recommender.settings import get_settings
 from recommender.web.jobs import show_job, submit
@@ -46,6 +48,12 @@ if len(data) <= INLINE_CHECK_MAX_BYTES:
         st.code(parsed.report.format(limit=ERROR_LINES), language=None)
         st.download_button("Download the error report (CSV)", to_csv_bytes(report), "errors.csv",
                            mime="text/csv", key="imp_errors_csv")
+        st.stop()
+    refusal = import_refusal(parsed, kind, clinic_today())
+    if refusal is not None:  # valid cells, but the import would still refuse it: say so now
+        st.error(f"{name}: {text(refusal[0])}")
+        if refusal[1]:
+            st.dataframe(errors_table(refusal[1]), hide_index=True)
         st.stop()
     st.success(f"{name}: {parsed.report.n_rows} valid row(s) (sha256 {digest}…)")
 else:
