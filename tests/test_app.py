@@ -176,6 +176,17 @@ def test_new_intake_errors_beside_fields_then_saved_and_opened(demo_env):
     for column in ("heart_condition", "infectious_disease", "phlebitis"):
         at.radio(key=f"f_{column}").set_value("No")
     at.radio(key="f_fever").set_value("Yes")  # an optional one, answered
+    # required choices start unchosen, and the region lists ask "any?" first
+    assert at.selectbox(key="f_pain_region").value is None
+    assert sum("an answer: any such region" in e.value for e in at.error) == 2
+    for column, value in (("sex", "F"), ("pain_region", "knee"), ("pain_cause", "strain"),
+                          ("pain_tolerance", "medium"), ("activity_level", "light")):
+        at.selectbox(key=f"f_{column}").set_value(value)
+    at.radio(key="f_inflamed_skin_regions_any").set_value("No")
+    at.radio(key="f_infected_regions_any").set_value("Yes")  # yes, but no region chosen
+    next(b for b in at.button if b.label == "Save intake").click().run()
+    assert any("the regions (you answered yes)" in e.value for e in at.error)
+    at.multiselect(key="f_infected_regions").set_value(["hip"])
     next(b for b in at.button if b.label == "Save intake").click().run()
     no_exception(at)
     assert at.session_state["episode"] == "-E-minus"
@@ -185,6 +196,8 @@ def test_new_intake_errors_beside_fields_then_saved_and_opened(demo_env):
     assert stored["episode_id"] == "-E-minus" and stored["patient_id"] == "-P-minus"  # exactly as given
     assert (stored["heart_condition"], stored["fever"], stored.get("deep_vein_thrombosis")) == (
         "false", "true", None)  # answered no, answered yes, not recorded
+    assert (stored["pain_region"], stored["infected_regions"], stored["inflamed_skin_regions"]) == (
+        "knee", "hip", None)
 
 
 def test_followups_for_two_patients_in_a_row_stay_with_their_patient(demo_env):

@@ -311,3 +311,16 @@ def test_course_episode_choices_follow_a_new_search():
     # the same search again (a rerun) keeps what the therapist picked from it
     assert episode_choices(["B", "D"], "D", "B", "B") == (["B", "D"], 1)
     assert episode_choices([], None, "zzz", "") == ([], 0)
+
+
+def test_required_region_lists_are_answered_before_an_empty_list_counts_as_none():
+    from recommender.web.plan_form import ASKED_REGION_LISTS, region_answer_errors
+
+    assert set(ASKED_REGION_LISTS) == {"inflamed_skin_regions", "infected_regions"}
+    unanswered = region_answer_errors({}, {})
+    assert [e.column for e in unanswered] == list(ASKED_REGION_LISTS)
+    answered = {"inflamed_skin_regions": False, "infected_regions": True}
+    assert region_answer_errors(answered, {"infected_regions": ["hip"]}) == []
+    assert [e.expected for e in region_answer_errors(answered, {})] == ["the regions (you answered yes)"]
+    wrong = region_answer_errors(answered, {"inflamed_skin_regions": ["neck"], "infected_regions": ["hip"]})
+    assert [(e.column, e.value) for e in wrong] == [("inflamed_skin_regions", "neck")]

@@ -16,6 +16,7 @@ from recommender.contract.columns import (
     Column,
     Type,
 )
+from recommender.contract.validation import RowError
 from recommender.safety.gate import Effect, GateDecision
 from recommender.safety.plans import (
     EXERCISE_DAYS,
@@ -109,6 +110,26 @@ YES_NO = ("No", "Yes")
 def answer(choice: str | None) -> bool | None:
     """A yes/no radio's choice as the contract value (None: not answered / not recorded)."""
     return None if choice is None else choice == "Yes"
+
+
+# Required region lists (inflamed skin, infection): an empty cell means "none found", so the
+# form asks "any?" first, unanswered, and an empty list alone no longer reads as assessed.
+ASKED_REGION_LISTS = tuple(c.name for c in CONTRAINDICATIONS if c.type is Type.REGION_LIST and c.required)
+
+
+def region_answer_errors(answers: dict[str, bool | None], values: dict) -> list[RowError]:
+    """The "any?" questions of the required region lists against the regions chosen."""
+    errors = []
+    for column in ASKED_REGION_LISTS:
+        said, regions = answers.get(column), values.get(column) or []
+        if said is None:
+            errors.append(RowError(1, column, "", "an answer: any such region, yes or no"))
+        elif said and not regions:
+            errors.append(RowError(1, column, "", "the regions (you answered yes)"))
+        elif not said and regions:
+            errors.append(RowError(1, column, ";".join(sorted(regions)),
+                                   "no regions (you answered no)"))
+    return errors
 
 
 # Values a new intake form starts with (UI choices, not contract rules).

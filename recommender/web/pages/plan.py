@@ -8,6 +8,7 @@ from recommender.services import OVERRIDE_REASONS, PLAN_CHANGE_REASONS, InputRej
 from recommender.services.sessions import SessionEnded
 from recommender.settings import get_settings
 from recommender.web.plan_form import (
+    ASKED_REGION_LISTS,
     INTAKE_FIELDS,
     YES_NO,
     answer,
@@ -20,6 +21,7 @@ from recommender.web.plan_form import (
     permitted,
     plan_controls,
     plan_lines,
+    region_answer_errors,
 )
 from recommender.web.ui import (
     actor,
@@ -53,7 +55,7 @@ mode = st.radio("Patient", ["Find a patient", "New intake"], horizontal=True, ke
 if mode == "New intake":
     errors = st.session_state.get("intake_errors", {})
     with st.form("intake"):
-        values = {}
+        values, answers = {}, {}
         cols = st.columns(3)
         for i, (column, label, kind, opts) in enumerate(INTAKE_FIELDS):
             with cols[i % 3]:
@@ -70,26 +72,35 @@ if mode == "New intake":
                     values[column] = st.number_input(label, min_value=opts[0], max_value=opts[1],
                                                      value=None, step=1 if kind == "optint" else None,
                                                      key=f"f_{column}")
-                elif kind == "choice":
-                    values[column] = st.selectbox(label, opts, key=f"f_{column}",
+                elif kind == "choice":  # no preselected answer: a default reads as assessed
+                    values[column] = st.selectbox(label, opts, key=f"f_{column}", index=None,
+                                                  placeholder="Choose",
                                                   format_func=lambda v: v.replace("_", " "))
                 elif kind == "bool":
                     values[column] = answer(st.radio(label, YES_NO, index=None, horizontal=True,
                                                      key=f"f_{column}"))
                 else:
+                    if column in ASKED_REGION_LISTS:
+                        answers[column] = answer(st.radio(f"{label}: any?", YES_NO, index=None,
+                                                          horizontal=True, key=f"f_{column}_any"))
                     values[column] = st.multiselect(label, opts, key=f"f_{column}",
                                                     format_func=lambda v: v.replace("_", " "))
                 if column in errors:
                     st.error(errors[column])
         saved = st.form_submit_button("Save intake", type="primary")
     if saved:
+        problems = region_answer_errors(answers, values)
         try:
+            if problems:  # every problem at once: the form's own questions and the contract's
+                svc.validate_intake(form_to_intake(values))
+                raise InputRejected("the intake has unanswered questions", [])
             episode = svc.save_intake(me, form_to_intake(values))
             st.session_state.pop("intake_errors", None)
             st.session_state["goto_episode"] = episode
             st.rerun()
         except InputRejected as exc:
-            st.session_state["intake_errors"] = errors_by_column(exc.errors) or {"episode_id": str(exc)}
+            errors = problems + exc.errors
+            st.session_state["intake_errors"] = errors_by_column(errors) or {"episode_id": str(exc)}
             st.rerun()
     st.stop()
 
