@@ -59,11 +59,11 @@ EARLIEST_INTAKE_DATE = dt.date(1900, 1, 1)
 # audit trail; control and bidirectional-override characters hid or reordered text in
 # exports and the trail (line breaks and tabs are kept).
 FREE_TEXT_MAX = 2000
-# C0 and C1 controls (line break and tab kept; a carriage return only before a line break),
-# zero-width space and direction marks (the joiners U+200C/D stay: scripts need them),
-# line/paragraph separators, bidi embeddings and isolates, BOM
+# C0 and C1 controls (line break, carriage return and tab kept: the CSV export escapes a
+# cell they start), zero-width space and direction marks (the joiners U+200C/D stay: scripts
+# need them), line/paragraph separators, bidi embeddings and isolates, BOM
 _UNPRINTABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200b\u200e\u200f"
-                          "\u2028-\u202e\u2060-\u2069\ufeff]|\r(?!\n)")
+                          "\u2028-\u202e\u2060-\u2069\ufeff]")
 
 
 def free_text_errors(**fields: object) -> list[RowError]:

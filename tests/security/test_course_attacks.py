@@ -194,7 +194,6 @@ def test_an_intake_date_the_clinic_cannot_have_seen_is_refused_by_row(service, t
     ("csi \u009b2J", "control characters"),
     ("line\u2028separator", "control characters"),
     ("mark\u200e", "control characters"),
-    ("bare\rreturn", "control characters"),
 ])
 def test_notes_and_reasons_are_bounded_and_printable(service, trained, text_value, expected):
     """A 5 MB note was stored and copied into the audit trail; escape and bidi-override
