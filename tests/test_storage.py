@@ -298,8 +298,14 @@ def test_tampering_is_detected_and_named(service, trained, case):
 
 
 def test_audit_export_is_formula_safe(service, trained, tmp_path):
-    with pytest.raises(SignInFailed):  # a failed sign-in records the typed name as the actor
-        service.sign_in("=HYPERLINK(1)", "whatever-password")
+    me = service.actors["therapist"]
+    episode = _new_episode(service, trained["cohort"], 5)
+    rec_id, rec = service.recommend(me, episode)
+    service.accept(me, rec_id, rec.best.plan)
+    service.record_followup(me, episode, {"followup_pain_score": 4.0})
+    # a reason the user typed starts the audit event's reason cell
+    service.record_followup(me, episode, {"followup_pain_score": 3.0},
+                            correction_reason="=HYPERLINK(1)")
     out = tmp_path / "audit.csv"
     n = service.export_audit(service.actors["supervisor"], out)
     content = out.read_text()
