@@ -148,7 +148,9 @@ def test_discomfort_cap_review_and_contraindication_from_a_visit(service, traine
     # goes out
     now = service.current_decision(me, "E-CAP")
     assert now["plan"].has_massage and now["gate_now"].forbidding_reasons(now["plan"])
-    assert service.progress(me, "E-CAP").flags[0] == FLAG_CONTRAINDICATED
+    progress = service.progress(me, "E-CAP")
+    assert progress.flags[0] == FLAG_CONTRAINDICATED
+    assert any("now contraindicated" in r for r in progress.due.review_reasons)
     day = service.day_list(me)
     assert day.iloc[0]["episode_id"] == "E-CAP" and "Plan contraindicated" in day.iloc[0]["flags"]
     later = service.review(me, "E-CAP")

@@ -312,7 +312,8 @@ class CareService:
             flags=course.flags(baseline, start, plan.programme_weeks if plan else None, visits,
                                plan, gate_now),
             adherence=course.adherence(plan, visits), plans=plans, path=path, cap=state.cap,
-            due=course.Due() if ended else course.due(clinic_today(), plan, start, state.now, visits),
+            due=(course.Due() if ended else
+                 course.due(clinic_today(), plan, start, state.now, visits, gate_now)),
             ended=ended, gate_now=gate_now, intake_day=first_day(state.intake, entered))
 
     def day_list(self, actor: Actor, everyone: bool = False) -> pd.DataFrame:
@@ -344,10 +345,10 @@ class CareService:
                                 False, d.prediction) for d in decisions.get(e.id, [])]
             start = _start(plans, visits)
             plan = plans[-1].plan if plans else None
+            gate_now = gate.evaluate(state.now)
             flags = course.flags(float(intake["pain_score"]), start,
-                                 plan.programme_weeks if plan else None, visits,
-                                 plan, gate.evaluate(state.now))
-            due = course.due(today, plan, start, state.now, visits)
+                                 plan.programme_weeks if plan else None, visits, plan, gate_now)
+            due = course.due(today, plan, start, state.now, visits, gate_now)
             rows.append({
                 "episode_id": e.episode_code, "patient_id": patients.get(e.patient_id, ""),
                 "flags": "; ".join(course.FLAG_TEXT[f].split(":")[0] for f in flags),

@@ -214,8 +214,11 @@ class Due:
 
 
 def due(today: dt.date, plan: Plan | None, start: dt.date | None, state: Mapping[str, object],
-        visits: Sequence[VisitRecord]) -> Due:
-    """Visits, reviews and the end of the programme that are due for one open episode."""
+        visits: Sequence[VisitRecord], decision: gate.GateDecision | None = None) -> Due:
+    """Visits, reviews and the end of the programme that are due for one open episode.
+
+    ``decision``: the gate's decision on ``state`` when the caller already has it (the day
+    list evaluates it once per episode for flags and what is due)."""
     if plan is None or start is None:
         return Due(plan_needed=True)
     last = visits[-1].visit_date if visits else start
@@ -224,7 +227,7 @@ def due(today: dt.date, plan: Plan | None, start: dt.date | None, state: Mapping
     cap = cap_for(visits)
     if cap is not None and not cap.permits(plan):
         reasons.append(cap.message)
-    blocked = gate.evaluate(state).forbidding_reasons(plan)
+    blocked = (decision if decision is not None else gate.evaluate(state)).forbidding_reasons(plan)
     if blocked:
         reasons.append("The accepted plan is now contraindicated: " + blocked[0].message)
     mid = midpoint(start, plan.programme_weeks)
