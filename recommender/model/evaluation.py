@@ -7,7 +7,11 @@
   uses the Riesz representer of the value functional in the outcome model's own
   basis (automatic debiased ML, Chernozhukov, Newey & Singh 2022):
   ``α(x, p) = 1 + Z̃(x, p)ᵀ Γ`` with ``Γ = E[Z̃Z̃ᵀ]⁻¹ E[Z̃(x, π(x))]``, so a biased
-  outcome model is corrected wherever the basis can see the bias.
+  outcome model is corrected wherever the basis can see the bias.  Where it cannot (a
+  dose threshold, a subgroup the linear patient basis misses, a model trained on a few
+  hundred episodes), a *residual model* — gradient boosting of y − μ(x, p) on patient and
+  plan, cross-fitted over two halves of the file — is added to the outcome model first,
+  so the estimate leans less on the model judging itself.
 * **Subgroups** by sex, age band, region and cause.
 * On **simulated** data, also the exact values from the simulator's truth.
 """
@@ -19,6 +23,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 from scipy.stats import norm
+from sklearn.ensemble import HistGradientBoostingRegressor
 
 from recommender.model.engine import (
     TreatmentRecommender,
@@ -50,6 +55,11 @@ class KnownTruth(Protocol):
 
 Z95 = norm.ppf(0.975)  # for 95 % confidence intervals of policy values
 RIESZ_PENALTIES = (1.0, 3.0, 10.0, 30.0, 100.0, 1000.0)  # × the outcome model's own ridge
+# The residual model is fitted only with this many followed-up episodes in each half.  On the
+# engine benchmark's honesty cohorts it cut the DR error's RMSE from 0.133 to 0.099 with
+# 10,000-episode files (30 models), on subsamples 0.176 → 0.171 with 2,000 and 0.175 → 0.178
+# with 800 (20 models): below this it adds as much noise as it removes bias.
+MIN_RESIDUAL_ROWS = 1000
 
 
 def _observation_weights(model: TreatmentRecommender, episodes, Xp, plans, observed) -> np.ndarray:
@@ -83,7 +93,8 @@ class DoublyRobust:
     how they are doing, which no model of the observed data can remove."""
 
     def __init__(self, model: TreatmentRecommender, episodes: pd.DataFrame,
-                 followup_probability: np.ndarray | None = None) -> None:
+                 followup_probability: np.ndarray | None = None,
+                 residual_correction: bool = True) -> None:
         self.model = model
         est = model.estimator_
         self.Xp = model.featurizer_.transform(episodes)
@@ -106,10 +117,39 @@ class DoublyRobust:
         self.G, self.R = est.gram_, est.ridge_
         halves = np.random.default_rng(0).permutation(len(self.Z)) % 2 == 0
         self.folds = (halves, ~halves)
+        self.residual_models = self._fit_residuals() if residual_correction else None
+        self.mu_corrected = self._corrected(self.mu, self.plans)
 
     def _mean(self, plans: np.ndarray) -> np.ndarray:
         mean = self.model.estimator_.predict(np.hstack([self.Xp, plans]))
         return clip_to_scale(mean, self.pain)
+
+    def _fit_residuals(self) -> list[HistGradientBoostingRegressor] | None:
+        """A residual model for each half of the file, fitted on the *other* half's
+        followed-up episodes (cross-fitting: no episode's correction has seen its own
+        outcome); None when a half has too few to learn from."""
+        X = np.hstack([self.Xp, self.plans])
+        resid = self.y - self.mu
+        models = []
+        for half in self.folds:
+            rows = ~half & self.observed
+            if rows.sum() < MIN_RESIDUAL_ROWS:
+                return None
+            models.append(HistGradientBoostingRegressor(
+                max_iter=400, learning_rate=0.05, max_leaf_nodes=15, min_samples_leaf=50,
+                l2_regularization=1.0, early_stopping=False, random_state=0,
+            ).fit(X[rows], resid[rows], sample_weight=self.w[rows]))
+        return models
+
+    def _corrected(self, mean: np.ndarray, plans: np.ndarray) -> np.ndarray:
+        """The outcome model's mean plus the residual model's, on the pain scale."""
+        if self.residual_models is None:
+            return mean
+        out = mean.copy()
+        X = np.hstack([self.Xp, plans])
+        for model, half in zip(self.residual_models, self.folds):
+            out[half] += model.predict(X[half])
+        return clip_to_scale(out, self.pain)
 
     def value(self, plans: np.ndarray, mask: np.ndarray | None = None) -> dict[str, float]:
         """DR estimate and 95 % CI of the policy giving row i the plan ``plans[i]``."""
@@ -120,7 +160,8 @@ class DoublyRobust:
         gamma = self._representer(Zpi, mask)
         alpha = mask / share + self.Z @ gamma  # Riesz representer of E[μ(x, π(x)) | group]
         direct = self._mean(plans)
-        infl = mask * direct / share + self.w * alpha * (self.y - self.mu)
+        infl = (mask * self._corrected(direct, plans) / share
+                + self.w * alpha * (self.y - self.mu_corrected))
         value = float(infl.mean())
         se = float(infl.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
         return {"estimate": value, "ci_low": value - Z95 * se, "ci_high": value + Z95 * se,
