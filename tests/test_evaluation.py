@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recommender.model.evaluation import DoublyRobust, evaluate, format_report
+from recommender.model.evaluation import DoublyRobust, evaluate, format_report, guideline_plans
 
 
 def test_report_on_simulated_data(trained, test_cohort, typed_test_rows):
@@ -101,3 +101,18 @@ def test_residual_model_corrects_a_bias_the_basis_cannot_see(trained):
 def test_residual_model_needs_enough_followed_up_rows(trained, typed_test_rows):
     """On a small file (300 episodes) no residual model is fitted: too little to learn from."""
     assert DoublyRobust(trained["model"], typed_test_rows).residual_models is None
+
+
+def test_the_paired_difference_is_the_difference_of_values_with_a_narrower_interval(
+        trained, typed_test_rows):
+    """Two policies on the same episodes share part of their estimates' noise: the paired
+    difference's interval is narrower than either value's (what the promotion gate uses)."""
+    model = trained["model"]
+    dr = DoublyRobust(model, typed_test_rows)
+    plans = np.array([r.best.plan.encode() for r in model.recommend_frame(typed_test_rows)])
+    guide = guideline_plans(typed_test_rows)
+    a, b, d = dr.value(plans), dr.value(guide), dr.difference(plans, guide)
+    assert d["estimate"] == pytest.approx(a["estimate"] - b["estimate"])
+    assert d["ci_high"] - d["ci_low"] < min(a["ci_high"] - a["ci_low"], b["ci_high"] - b["ci_low"])
+    same = dr.difference(plans, plans)
+    assert same == {"estimate": 0.0, "ci_low": 0.0, "ci_high": 0.0}

@@ -153,8 +153,20 @@ class DoublyRobust:
 
     def value(self, plans: np.ndarray, mask: np.ndarray | None = None) -> dict[str, float]:
         """DR estimate and 95 % CI of the policy giving row i the plan ``plans[i]``."""
+        infl, direct, mask = self._influence(plans, mask)
+        return {**_interval(infl), "direct": float(direct[mask].mean()), "n": int(mask.sum())}
+
+    def difference(self, plans_a: np.ndarray, plans_b: np.ndarray) -> dict[str, float]:
+        """DR estimate and 95 % CI of value(a) − value(b), paired on the same episodes: the
+        interval accounts for how the two estimates vary together, which comparing one's
+        estimate with the other's interval does not."""
+        return _interval(self._influence(plans_a)[0] - self._influence(plans_b)[0])
+
+    def _influence(self, plans: np.ndarray, mask: np.ndarray | None = None):
+        """Each episode's term of the DR estimate (its mean is the estimate), the outcome
+        model's own prediction under ``plans`` and the group mask."""
         mask = np.ones(len(plans), dtype=bool) if mask is None else mask
-        n, share = len(plans), mask.mean()
+        share = mask.mean()
         est = self.model.estimator_
         Zpi = est.effect_design(est.plan_basis(plans) - self.e, self.psi)
         gamma = self._representer(Zpi, mask)
@@ -162,10 +174,7 @@ class DoublyRobust:
         direct = self._mean(plans)
         infl = (mask * self._corrected(direct, plans) / share
                 + self.w * alpha * (self.y - self.mu_corrected))
-        value = float(infl.mean())
-        se = float(infl.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
-        return {"estimate": value, "ci_low": value - Z95 * se, "ci_high": value + Z95 * se,
-                "direct": float(direct[mask].mean()), "n": int(mask.sum())}
+        return infl, direct, mask
 
     def _target(self, Zpi: np.ndarray, mask: np.ndarray, rows: np.ndarray) -> np.ndarray:
         inside = mask & rows
@@ -195,6 +204,13 @@ class DoublyRobust:
         se = float(infl.std(ddof=1) / np.sqrt(len(infl))) if len(infl) > 1 else float("nan")
         return {"estimate": est_value, "ci_low": est_value - Z95 * se, "ci_high": est_value + Z95 * se,
                 "n": int(mask.sum())}
+
+
+def _interval(infl: np.ndarray) -> dict[str, float]:
+    """Mean of per-episode influence terms with its 95 % confidence interval."""
+    value = float(infl.mean())
+    se = float(infl.std(ddof=1) / np.sqrt(len(infl))) if len(infl) > 1 else float("nan")
+    return {"estimate": value, "ci_low": value - Z95 * se, "ci_high": value + Z95 * se}
 
 
 def guideline_plans(episodes: pd.DataFrame) -> np.ndarray:

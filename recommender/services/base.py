@@ -131,6 +131,9 @@ class PromotionVerdict:
     current_ci: tuple[float, float] | None
     message: str
     cohort_size: int = 0  # followed-up episodes the candidate was evaluated on
+    # candidate − current on the same episodes, with its 95 % CI (None without a current model)
+    difference: float | None = None
+    difference_ci: tuple[float, float] | None = None
 
 
 def record_sha256(obj: object) -> str:

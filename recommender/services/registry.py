@@ -229,17 +229,15 @@ class RegistryService:
     # ------------------------------------------------------------------ evaluating
 
     @staticmethod
-    def _evaluate_on(model: TreatmentRecommender, rows: pd.DataFrame,
-                     judge: TreatmentRecommender | None = None) -> dict:
-        """Gate violations of ``model``'s plans for ``rows`` and their doubly-robust value,
-        estimated with ``judge``'s outcome model (default: the model itself)."""
+    def _evaluate_on(model: TreatmentRecommender, rows: pd.DataFrame) -> dict:
+        """Gate violations of ``model``'s plans for ``rows`` and their doubly-robust value."""
         n = int(rows["followup_pain_score"].notna().sum()) if len(rows) else 0
         if n < MIN_HELDOUT_OUTCOMES:
             return {"value": None, "ci_low": None, "ci_high": None, "violations": 0, "rows": len(rows),
                     "followed_up": n}
         recs = model.recommend_frame(rows)
         plans = np.array([r.best.plan.encode() for r in recs])
-        value = DoublyRobust(judge or model, rows).value(plans)
+        value = DoublyRobust(model, rows).value(plans)
         return {"value": value["estimate"], "ci_low": value["ci_low"], "ci_high": value["ci_high"],
                 "violations": int(gate.violations(rows, plans).sum()), "rows": len(rows),
                 "followed_up": n}
@@ -333,7 +331,8 @@ class RegistryService:
     def promotion_verdict(self, version: int, cohort_file: str | Path | None = None) -> PromotionVerdict:
         """The promotion gate, always evaluated afresh on real episodes the candidate was not
         fitted on: at least MIN_PROMOTION_COHORT followed-up ones, no gate violation there,
-        and a policy value not below the current model's confidence interval on them."""
+        and a policy value not clearly below the current model's on them (the 95 % CI of the
+        paired difference must reach zero)."""
         candidate = self._version(version)
         with self.store.read() as s:
             current = self._current(s)
@@ -348,24 +347,46 @@ class RegistryService:
         # One judge for both policies: the current model's outcome model when there is one, so a
         # weak candidate cannot grade itself (its own basis can inflate its DR correction).
         judge = self.load_version(current) if current is not None and current.version != version else None
-        cand = self._evaluate_on(self.load_version(candidate), rows, judge)
-        cand_ci = (cand["ci_low"], cand["ci_high"])
-        problems = []
-        if cand["violations"]:
-            problems.append(f"{cand['violations']} gate violation(s) on the held-out cohort")
-        if current is None or current.version == version:
+        model = self.load_version(candidate)
+        if judge is None:
+            cand = self._evaluate_on(model, rows)
+            problems = ([f"{cand['violations']} gate violation(s) on the held-out cohort"]
+                        if cand["violations"] else [])
             message = "; ".join(problems) or f"passes: no gate violations, value {cand['value']:.2f}"
-            return PromotionVerdict(not problems, cand["violations"], cand["value"], cand_ci, None,
-                                    None, f"{message} (cohort: {n} held-out episodes)", cohort_size=n)
-        cur = self._evaluate_on(judge, rows)
-        if cand["value"] < cur["ci_low"]:
-            problems.append(f"estimated policy value {cand['value']:.2f} is below the current model's "
-                            f"confidence interval ({cur['ci_low']:.2f}–{cur['ci_high']:.2f})")
-        message = "; ".join(problems) or (f"passes: no gate violations; value {cand['value']:.2f} "
-                                          f"vs current {cur['value']:.2f}")
-        return PromotionVerdict(not problems, cand["violations"], cand["value"], cand_ci,
-                                cur["value"], (cur["ci_low"], cur["ci_high"]),
-                                f"{message} (cohort: {n} held-out episodes)", cohort_size=n)
+            return PromotionVerdict(not problems, cand["violations"], cand["value"],
+                                    (cand["ci_low"], cand["ci_high"]), None, None,
+                                    f"{message} (cohort: {n} held-out episodes)", cohort_size=n)
+        return self._compared_verdict(model, judge, rows, n)
+
+    @staticmethod
+    def _compared_verdict(model: TreatmentRecommender, judge: TreatmentRecommender,
+                          rows: pd.DataFrame, n: int) -> PromotionVerdict:
+        """Candidate against the current model on the same episodes, both judged by the
+        current model's outcome model.  The paired difference's interval accounts for how
+        the two estimates vary together; comparing the candidate's estimate with the current
+        model's interval did not (a guideline-only candidate 0.15 points worse passed it on
+        4 of 12 1,500-episode cohorts, the paired test on 2)."""
+        plans = {name: np.array([r.best.plan.encode() for r in m.recommend_frame(rows)])
+                 for name, m in (("candidate", model), ("current", judge))}
+        dr = DoublyRobust(judge, rows)
+        cand, cur = dr.value(plans["candidate"]), dr.value(plans["current"])
+        diff = dr.difference(plans["candidate"], plans["current"])
+        violations = int(gate.violations(rows, plans["candidate"]).sum())
+        problems = [f"{violations} gate violation(s) on the held-out cohort"] if violations else []
+        if diff["ci_high"] < 0:
+            problems.append(
+                f"estimated policy value {cand['estimate']:.2f} is below the current model's "
+                f"{cur['estimate']:.2f} by more than chance (difference {diff['estimate']:+.2f}, "
+                f"95% CI {diff['ci_low']:+.2f} to {diff['ci_high']:+.2f}, on the same patients)")
+        message = "; ".join(problems) or (
+            f"passes: no gate violations; value {cand['estimate']:.2f} vs current "
+            f"{cur['estimate']:.2f} (difference {diff['estimate']:+.2f}, "
+            f"95% CI {diff['ci_low']:+.2f} to {diff['ci_high']:+.2f})")
+        return PromotionVerdict(
+            not problems, violations, cand["estimate"], (cand["ci_low"], cand["ci_high"]),
+            cur["estimate"], (cur["ci_low"], cur["ci_high"]),
+            f"{message} (cohort: {n} held-out episodes)", cohort_size=n,
+            difference=diff["estimate"], difference_ci=(diff["ci_low"], diff["ci_high"]))
 
     # ------------------------------------------------------------------ promoting
 

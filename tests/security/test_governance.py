@@ -140,6 +140,42 @@ def test_a_registered_model_is_evaluated_before_promotion(service, tmp_path):
     assert service.current_version().version == version and forced.cohort_size > 500
 
 
+@pytest.mark.parametrize("seed", [55, 60])
+def test_a_clearly_worse_candidate_is_refused_on_the_paired_difference(
+        sqlite_service, trained, tmp_path, seed):
+    """Attack: promote a copy of the current model that gives every patient the guideline plan
+    (truly 0.15 points worse on these cohorts).  The gate compares the two on the same
+    patients and refuses it, stating the difference and its interval."""
+    from recommender.model.artifacts import save_model
+
+    model, card = load_model(trained["path"])
+    model.set_params(switch_z=1e6)  # never leaves the guideline plan
+    save_model(model, tmp_path / "guideline.joblib",
+               {k: v for k, v in card.items() if k != "signature"})
+    data = sqlite_service.actors["data_staff"]
+    version = sqlite_service.register_artifact(data, tmp_path / "guideline.joblib")
+    cohort = simulate(1500, seed=seed).episodes
+    cohort["episode_id"] = "U-" + cohort["episode_id"]  # episodes neither model was fitted on
+    write_csv(cohort, tmp_path / "unseen.csv")
+    verdict = sqlite_service.promote(data, version, cohort_file=tmp_path / "unseen.csv")
+    assert not verdict.passed and verdict.difference_ci[1] < 0
+    assert verdict.difference == pytest.approx(verdict.candidate_value - verdict.current_value)
+    assert "by more than chance" in verdict.message and f"{verdict.difference:+.2f}" in verdict.message
+    assert sqlite_service.current_version().version == 1
+
+
+def test_an_equal_candidate_passes_the_paired_comparison(sqlite_service, trained, tmp_path):
+    """The same model registered again differs from the current one by exactly nothing."""
+    version = sqlite_service.register_artifact(sqlite_service.actors["data_staff"], trained["path"])
+    cohort = simulate(300, seed=45).episodes
+    cohort["episode_id"] = "U-" + cohort["episode_id"]
+    write_csv(cohort, tmp_path / "unseen.csv")
+    verdict = sqlite_service.promote(sqlite_service.actors["data_staff"], version,
+                                     cohort_file=tmp_path / "unseen.csv")
+    assert verdict.passed and verdict.difference == 0 and verdict.difference_ci == (0, 0)
+    assert sqlite_service.current_version().version == version
+
+
 def test_a_cohort_file_that_is_the_training_file_is_refused(sqlite_service, trained):
     with pytest.raises(InputRejected, match="trained on"):
         sqlite_service.registry.promotion_verdict(1, cohort_file=trained["train_csv"])

@@ -80,7 +80,11 @@ if compared is not None and compared.result:
     if verdict["current_value"] is not None:
         table.append({"model": "current", "policy value": verdict["current_value"],
                       "95% CI": verdict["current_ci"]})
+    if verdict.get("difference") is not None:
+        table.append({"model": "difference (same patients)", "policy value": verdict["difference"],
+                      "95% CI": verdict["difference_ci"]})
     st.dataframe(table, hide_index=True)
+    st.caption(verdict["message"])
 c1, c2 = st.columns(2)
 with c1:
     if st.button(f"Request promotion of v{version}", key="promote"):
