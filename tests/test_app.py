@@ -346,3 +346,25 @@ def test_a_new_search_on_the_course_page_selects_its_own_patient(demo_env):
     assert any("IMPROVING" in h.value and "DISCOMFORT" not in h.value for h in at.subheader)
     at.run()  # and it stays on the searched patient
     assert next(s for s in at.selectbox if s.label == "Episode").value == IMPROVING_EPISODE
+
+
+def test_data_staff_compares_a_new_version_with_the_current_one_on_the_same_patients(demo_env):
+    """Compare runs as a job; the page then shows both values and their paired difference,
+    and the gate's verdict in words."""
+    from recommender.services.identity import SYSTEM
+    from recommender.services.worker import Worker
+    from recommender.web.ui import service
+
+    svc = service()
+    current = svc.current_version()
+    if int(svc.model_versions(signed_in("data_staff"))["version"].max()) == current.version:
+        svc.register_artifact(SYSTEM, current.artifact_path)  # a newer, not yet promoted version
+    at = app_as("data_staff")
+    at.switch_page(page(ROLE_PAGES["data_staff"][1])).run()
+    at.button(key="compare").click().run()
+    assert Worker(svc).run_once()
+    at.run()
+    no_exception(at)
+    table = next(d.value for d in at.dataframe if "policy value" in d.value.columns)
+    assert list(table["model"])[1:] == ["current", "difference (same patients)"]
+    assert any("cohort:" in c.value and "difference" in c.value for c in at.caption)
