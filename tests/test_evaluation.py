@@ -116,3 +116,15 @@ def test_the_paired_difference_is_the_difference_of_values_with_a_narrower_inter
     assert d["ci_high"] - d["ci_low"] < min(a["ci_high"] - a["ci_low"], b["ci_high"] - b["ci_low"])
     same = dr.difference(plans, plans)
     assert same == {"estimate": 0.0, "ci_low": 0.0, "ci_high": 0.0}
+
+
+def test_a_file_without_follow_ups_is_refused_not_given_a_value(trained, typed_test_rows):
+    """No outcome was observed: a policy value would be the model's own prediction, so
+    evaluation refuses with the reason instead of printing one with an interval."""
+    rows = typed_test_rows.assign(followup_pain_score=np.nan)
+    with pytest.raises(ValueError, match="none of the 300 .*follow-up pain score"):
+        evaluate(trained["model"], rows)
+    with pytest.raises(ValueError, match="no outcome to evaluate"):
+        DoublyRobust(trained["model"], rows)
+    with pytest.raises(ValueError, match="none of the 0 valid episode"):
+        evaluate(trained["model"], rows.iloc[0:0])

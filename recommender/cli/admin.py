@@ -193,8 +193,9 @@ def register(sub) -> None:
     p = actions.add_parser("promote", help="make a version current, if the promotion gate passes")
     p.add_argument("version", type=int)
     p.add_argument("--cohort", default=None,
-                   help="a training file of held-out episodes to evaluate on (default: the recorded "
-                        "episodes the version was not trained on)")
+                   help="supervisor, with --reason: a training file of held-out episodes to judge on "
+                        "instead of the recorded episodes the version was not trained on (the "
+                        "default, which nobody picks)")
     p.add_argument("--force", action="store_true", help="supervisor: promote despite the gate")
     p.add_argument("--reason", default=None)
     common(p)

@@ -95,6 +95,9 @@ class DoublyRobust:
     def __init__(self, model: TreatmentRecommender, episodes: pd.DataFrame,
                  followup_probability: np.ndarray | None = None,
                  residual_correction: bool = True) -> None:
+        if not episodes["followup_pain_score"].notna().any():
+            raise ValueError(f"none of the {len(episodes)} episode(s) has a follow-up pain score: "
+                             "there is no outcome to evaluate a policy against")
         self.model = model
         est = model.estimator_
         self.Xp = model.featurizer_.transform(episodes)
@@ -221,6 +224,9 @@ def evaluate(model: TreatmentRecommender, episodes: pd.DataFrame,
              cohort: KnownTruth | None = None) -> dict:
     """A JSON-ready evaluation report of ``model`` on typed training rows."""
     episodes = episodes.reset_index(drop=True)
+    if not episodes["followup_pain_score"].notna().any():
+        raise ValueError(f"none of the {len(episodes)} valid episode(s) has a follow-up pain score: "
+                         "there is no outcome to evaluate the model against")
     recs = model.recommend_frame(episodes)
     rec_plans = np.array([r.best.plan.encode() for r in recs])
     dr = DoublyRobust(model, episodes)

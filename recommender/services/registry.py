@@ -270,6 +270,10 @@ class RegistryService:
                 raise InputRejected(f"{cohort_file.name} is the file v{candidate.version} was "
                                     "trained on: give episodes it has not seen")
             parsed = read_episodes(cohort_file, Kind.TRAINING)
+            if parsed.report.errors:  # judged on all of it or not at all: nothing dropped unseen
+                raise InputRejected(f"{cohort_file.name}: {len(parsed.report.bad_rows)} invalid "
+                                    "row(s) in the cohort file; correct them to evaluate on it",
+                                    sorted(parsed.report.errors))
             rows = parsed.valid_rows()
         else:
             if not trained_on:
@@ -373,7 +377,7 @@ class RegistryService:
         diff = dr.difference(plans["candidate"], plans["current"])
         violations = int(gate.violations(rows, plans["candidate"]).sum())
         problems = [f"{violations} gate violation(s) on the held-out cohort"] if violations else []
-        if diff["ci_high"] < 0:
+        if not diff["ci_high"] >= 0:  # a NaN interval (no spread to judge by) fails closed
             problems.append(
                 f"estimated policy value {cand['estimate']:.2f} is below the current model's "
                 f"{cur['estimate']:.2f} by more than chance (difference {diff['estimate']:+.2f}, "
@@ -392,12 +396,22 @@ class RegistryService:
 
     def promote(self, actor: Actor, version: int, force: bool = False, reason: str = "",
                 cohort_file: str | Path | None = None) -> PromotionVerdict:
-        """Make ``version`` current if it passes the gate; a supervisor may force it with a reason."""
+        """Make ``version`` current if it passes the gate; a supervisor may force it with a reason.
+
+        A ``cohort_file`` is evidence the requester chose: a file of only the patients on whom
+        both models agree makes any candidate look equal.  So promoting on one needs the
+        right to force a promotion and a reason, both audited; by default the gate judges on
+        the recorded episodes, which nobody picks."""
         actor = self.access.current(actor)
-        actor = self.access.require(actor, promotion_action(actor.role, force), f"model:v{version}")
+        chosen = cohort_file is not None
+        actor = self.access.require(actor, promotion_action(actor.role, force or chosen),
+                                    f"model:v{version}")
         check_free_text(reason=reason)
         if force and not reason.strip():
             raise InputRejected("forcing a promotion needs a reason")
+        if chosen and not reason.strip():
+            raise InputRejected("promoting on a cohort file needs a reason: which episodes it "
+                                "holds and why they, not the recorded ones, should judge")
         current = self.current_version()
         if current is not None and current.version == version:
             raise InputRejected(f"model version {version} is already current")
@@ -416,7 +430,8 @@ class RegistryService:
                             reason=reason.strip(), by=actor.username))
             self.store.log(s, actor, "promote", f"model:v{version}",
                            {"current": current.version if current else None},
-                           {"current": version, "forced": force, "verdict": dataclasses.asdict(verdict)},
+                           {"current": version, "forced": force, "verdict": dataclasses.asdict(verdict),
+                            "cohort_file": Path(cohort_file).name if chosen else None},
                            reason=reason.strip())
         return verdict
 

@@ -152,12 +152,13 @@ def test_a_clearly_worse_candidate_is_refused_on_the_paired_difference(
     model.set_params(switch_z=1e6)  # never leaves the guideline plan
     save_model(model, tmp_path / "guideline.joblib",
                {k: v for k, v in card.items() if k != "signature"})
-    data = sqlite_service.actors["data_staff"]
-    version = sqlite_service.register_artifact(data, tmp_path / "guideline.joblib")
+    version = sqlite_service.register_artifact(sqlite_service.actors["data_staff"],
+                                               tmp_path / "guideline.joblib")
     cohort = simulate(1500, seed=seed).episodes
     cohort["episode_id"] = "U-" + cohort["episode_id"]  # episodes neither model was fitted on
     write_csv(cohort, tmp_path / "unseen.csv")
-    verdict = sqlite_service.promote(data, version, cohort_file=tmp_path / "unseen.csv")
+    verdict = sqlite_service.promote(sqlite_service.actors["supervisor"], version,
+                                     cohort_file=tmp_path / "unseen.csv", reason="pilot cohort")
     assert not verdict.passed and verdict.difference_ci[1] < 0
     assert verdict.difference == pytest.approx(verdict.candidate_value - verdict.current_value)
     assert "by more than chance" in verdict.message and f"{verdict.difference:+.2f}" in verdict.message
@@ -170,10 +171,58 @@ def test_an_equal_candidate_passes_the_paired_comparison(sqlite_service, trained
     cohort = simulate(300, seed=45).episodes
     cohort["episode_id"] = "U-" + cohort["episode_id"]
     write_csv(cohort, tmp_path / "unseen.csv")
-    verdict = sqlite_service.promote(sqlite_service.actors["data_staff"], version,
-                                     cohort_file=tmp_path / "unseen.csv")
+    verdict = sqlite_service.promote(sqlite_service.actors["supervisor"], version,
+                                     cohort_file=tmp_path / "unseen.csv", reason="pilot cohort")
     assert verdict.passed and verdict.difference == 0 and verdict.difference_ci == (0, 0)
     assert sqlite_service.current_version().version == version
+
+
+def test_a_requester_cannot_choose_the_patients_a_candidate_is_judged_on(
+        sqlite_service, trained, tmp_path):
+    """Attack: a cohort file of only the patients on whom candidate and current model give the
+    same plan makes a worse candidate look equal (difference exactly 0).  Data staff may not
+    promote on a file they chose; a supervisor may, with a reason, and the file is audited."""
+    from recommender.model.artifacts import save_model
+
+    model, card = load_model(trained["path"])
+    model.set_params(switch_z=1e6)  # never leaves the guideline plan
+    save_model(model, tmp_path / "guideline.joblib",
+               {k: v for k, v in card.items() if k != "signature"})
+    svc, data = sqlite_service, sqlite_service.actors["data_staff"]
+    version = svc.register_artifact(data, tmp_path / "guideline.joblib")
+    cohort = simulate(1500, seed=55).episodes
+    cohort["episode_id"] = "U-" + cohort["episode_id"]
+    current, _ = load_model(trained["path"])
+    same = [a.best.plan == b.best.plan for a, b in zip(model.recommend_frame(cohort),
+                                                       current.recommend_frame(cohort))]
+    write_csv(cohort[same], tmp_path / "agree.csv")
+    with pytest.raises(PermissionDenied):
+        svc.promote(data, version, cohort_file=tmp_path / "agree.csv")
+    with pytest.raises(InputRejected, match="cohort file needs a reason"):
+        svc.promote(svc.actors["supervisor"], version, cohort_file=tmp_path / "agree.csv")
+    assert svc.current_version().version == 1
+    # the verdict on the cherry-picked file is what the attack relied on: equal, so it passes
+    verdict = svc.promote(svc.actors["supervisor"], version, cohort_file=tmp_path / "agree.csv",
+                          reason="pilot: only the agreeing patients")
+    assert verdict.passed and verdict.difference == 0 and svc.current_version().version == version
+    with svc.db.read() as s:
+        event = s.execute(select(AuditEvent).where(AuditEvent.action == "promote")
+                          .order_by(AuditEvent.seq.desc())).scalars().first()
+    assert event.actor == "supervisor" and json.loads(event.after)["cohort_file"] == "agree.csv"
+    assert event.reason == "pilot: only the agreeing patients"
+
+
+def test_a_cohort_file_with_invalid_rows_is_refused_with_its_rows(sqlite_service, trained, tmp_path):
+    cohort = simulate(300, seed=45).episodes
+    cohort["episode_id"] = "U-" + cohort["episode_id"]
+    cohort.loc[7, "pain_score"] = 42
+    write_csv(cohort, tmp_path / "unseen.csv")
+    version = sqlite_service.register_artifact(sqlite_service.actors["data_staff"], trained["path"])
+    with pytest.raises(InputRejected, match="1 invalid row") as refused:
+        sqlite_service.promote(sqlite_service.actors["supervisor"], version,
+                               cohort_file=tmp_path / "unseen.csv", reason="pilot cohort")
+    assert [(e.column, e.value) for e in refused.value.errors] == [("pain_score", "42")]
+    assert sqlite_service.current_version().version == 1
 
 
 def test_a_cohort_file_that_is_the_training_file_is_refused(sqlite_service, trained):
