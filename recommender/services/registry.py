@@ -421,7 +421,8 @@ class RegistryService:
             if not verdict.passed and not force:
                 self.store.log(s, actor, "promote", f"model:v{version}",
                                {"current": current.version if current else None},
-                               {"promoted": False, "verdict": dataclasses.asdict(verdict)},
+                               {"promoted": False, "verdict": dataclasses.asdict(verdict),
+                                "cohort_file": Path(cohort_file).name if chosen else None},
                                reason="refused by the promotion gate")
                 return verdict
             s.add(Promotion(alias=ALIAS, from_version=current.version if current else None,

@@ -163,6 +163,11 @@ def test_a_clearly_worse_candidate_is_refused_on_the_paired_difference(
     assert verdict.difference == pytest.approx(verdict.candidate_value - verdict.current_value)
     assert "by more than chance" in verdict.message and f"{verdict.difference:+.2f}" in verdict.message
     assert sqlite_service.current_version().version == 1
+    with sqlite_service.db.read() as s:
+        event = s.execute(select(AuditEvent).where(AuditEvent.action == "promote")
+                          .order_by(AuditEvent.seq.desc())).scalars().first()
+    assert event.reason == "refused by the promotion gate"
+    assert json.loads(event.after)["cohort_file"] == "unseen.csv"
 
 
 def test_an_equal_candidate_passes_the_paired_comparison(sqlite_service, trained, tmp_path):
