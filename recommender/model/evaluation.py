@@ -163,7 +163,14 @@ class DoublyRobust:
         """DR estimate and 95 % CI of value(a) − value(b), paired on the same episodes: the
         interval accounts for how the two estimates vary together, which comparing one's
         estimate with the other's interval does not."""
-        return _interval(self._influence(plans_a)[0] - self._influence(plans_b)[0])
+        return self.compare(plans_a, plans_b)[2]
+
+    def compare(self, plans_a: np.ndarray, plans_b: np.ndarray) -> tuple[dict, dict, dict]:
+        """value(a), value(b) and their paired difference, each policy's terms computed once."""
+        (ia, da, mask), (ib, db, _) = self._influence(plans_a), self._influence(plans_b)
+        a = {**_interval(ia), "direct": float(da.mean()), "n": int(mask.sum())}
+        b = {**_interval(ib), "direct": float(db.mean()), "n": int(mask.sum())}
+        return a, b, _interval(ia - ib)
 
     def _influence(self, plans: np.ndarray, mask: np.ndarray | None = None):
         """Each episode's term of the DR estimate (its mean is the estimate), the outcome

@@ -373,8 +373,7 @@ class RegistryService:
         plans = {name: np.array([r.best.plan.encode() for r in m.recommend_frame(rows)])
                  for name, m in (("candidate", model), ("current", judge))}
         dr = DoublyRobust(judge, rows)
-        cand, cur = dr.value(plans["candidate"]), dr.value(plans["current"])
-        diff = dr.difference(plans["candidate"], plans["current"])
+        cand, cur, diff = dr.compare(plans["candidate"], plans["current"])
         violations = int(gate.violations(rows, plans["candidate"]).sum())
         problems = [f"{violations} gate violation(s) on the held-out cohort"] if violations else []
         if not diff["ci_high"] >= 0:  # a NaN interval (no spread to judge by) fails closed
