@@ -90,6 +90,23 @@ def test_grid_uncertainty_equals_the_row_by_row_computation():
     assert np.allclose(mean.ravel(), paired_mean)
 
 
+def test_difference_to_a_reference_equals_the_pairwise_difference():
+    """difference_to (one grid pass against each patient's reference plan) is the same as
+    difference() plan by plan."""
+    X, y = _confounded(n=1500, seed=3)
+    X = np.column_stack([X, np.round(np.abs(X[:, 0]) * 2) % 3])
+    est = PlanEffectRegressor(n_plan_columns=2, candidates=(("spline", 1),), random_state=0).fit(X, y)
+    patients = X[:7, :2]
+    grid = np.array([[d, m] for d in range(5) for m in range(3)], dtype=float)
+    reference = grid[[0, 3, 5, 7, 9, 11, 14]]
+    contrast, sd = est.difference_to(patients, grid, reference)
+    rows = np.repeat(np.arange(7), len(grid))
+    paired, paired_sd = est.difference(patients[rows], np.tile(grid, (7, 1)), reference[rows])
+    assert np.allclose(contrast.ravel(), paired)
+    assert np.allclose(sd.ravel(), paired_sd)
+    assert np.allclose(sd[np.arange(7), [0, 3, 5, 7, 9, 11, 14]], 0)  # a plan minus itself
+
+
 def test_thin_history_chooses_strong_shrinkage_beyond_the_old_grid():
     """A few hundred episodes, twenty patient features, no real effect modification: cross-
     validation must be able to shrink the per-patient interactions hard.  A penalty grid that

@@ -11,7 +11,8 @@ needs around it:
   limited evidence are never recommended;
 * **caution** — plans are ranked by a lower confidence bound, and a plan other
   than the guideline is chosen only when it is expected to beat the guideline
-  by more than its uncertainty (graceful fallback when data is thin);
+  by more than its uncertainty; failing that, the guideline plan with the one
+  component changed that does (graceful fallback when data is thin);
 * **safety** — the contraindication gate masks plans before ranking and every
   returned plan is re-checked (:func:`recommender.gate.assert_allowed`).
 """
@@ -165,7 +166,8 @@ class TreatmentRecommender(BaseEstimator):
         Plans are ranked by ``mean − caution × epistemic sd``.
     switch_z : float
         Leave the guideline plan only when the expected gain exceeds
-        ``switch_z`` standard deviations of its uncertainty.
+        ``switch_z`` standard deviations of its uncertainty (the best plan's, else
+        that of the best plan changing one component of the guideline).
     coverage : float
         Coverage of the reported prediction intervals.
     n_alternatives : int
@@ -410,6 +412,10 @@ class TreatmentRecommender(BaseEstimator):
         _, gain_sd = self.estimator_.difference(Xp, grid[best], grid[guide])
         fallback = (best == guide) | (gain <= self.switch_z * gain_sd) | ~has_candidate
         best = np.where(fallback, guide, best)
+        changed = self._one_change(Xp, pain, guide, guide_mean, mean, model_sd,
+                                   candidates & fallback[:, None])
+        best = np.where(changed >= 0, changed, best)
+        fallback &= changed < 0
 
         # alternatives: supported plans first; limited-evidence ones only if too few are supported
         ranked_score = np.where(allowed, score - UNSUPPORTED_RANK_PENALTY * ~candidates, -np.inf)
@@ -442,6 +448,46 @@ class TreatmentRecommender(BaseEstimator):
                 explanation=explanations[i], fallback=bool(fallback[i]),
             ))
         return out
+
+    def _one_change(self, Xp, pain, guide, guide_mean, mean, model_sd, eligible) -> np.ndarray:
+        """For patients left on the guideline plan: the best plan that changes one component
+        of it (massage, training, exercise, minutes or weeks) by more than ``switch_z`` sds
+        of its own gain; −1 where none does.
+
+        The full personalised plan is judged on every component at once, so on thin or
+        confounded data it is rarely clear of its uncertainty; one change from the guideline
+        rests on that component's main effect and often is.  Ranked like every plan (by
+        ``mean − caution × sd``), stacked where the model stacks."""
+        out = np.full(len(Xp), -1)
+        rows = np.flatnonzero(eligible.any(axis=1))
+        if not len(rows):
+            return out
+        near = eligible[rows] & self._one_change_mask(guide[rows])
+        cols = np.flatnonzero(near.any(axis=0))
+        near = near[:, cols]
+        if not len(cols):
+            return out
+        grid, est = PLAN_SPACE.matrix, self.estimator_
+        _, gain_sd = est.difference_to(Xp[rows], grid[cols], grid[guide[rows]])
+        r, c = np.nonzero(near)  # the (patient, plan) pairs to test
+        m = clip_to_scale(est.stacked_mean_of(Xp[rows[r]], grid[cols[c]], mean[rows[r], cols[c]]),
+                          pain[rows[r]])
+        ok = m - guide_mean[rows[r]] > self.switch_z * gain_sd[r, c]
+        score = np.full(near.shape, -np.inf)
+        score[r[ok], c[ok]] = (m - self.caution * model_sd[rows[r], cols[c]])[ok]
+        found = np.isfinite(score).any(axis=1)
+        out[rows[found]] = cols[score[found].argmax(axis=1)]
+        return out
+
+    def _one_change_mask(self, guide: np.ndarray) -> np.ndarray:
+        """(n, k): which grid plans differ from each patient's guideline plan in exactly one
+        component (massage sessions and intensity count as one)."""
+        grid = PLAN_SPACE.matrix
+        masks = {}
+        for g in np.unique(guide):
+            differs = [(grid[:, cols] != grid[g, cols]).any(axis=1) for _, cols in self._COMPONENTS]
+            masks[g] = np.sum(differs, axis=0) == 1
+        return np.array([masks[g] for g in guide])
 
     def _details(self, Xp, pain, plans, mean, sd, evidence, support) -> list[PlanPrediction]:
         lo_q, hi_q = self.estimator_.normalised_quantiles(self.coverage)

@@ -551,6 +551,16 @@ class PlanEffectRegressor(RegressorMixin, BaseEstimator):
             return Z @ self.coef_, None
         return Z @ self.coef_, np.sqrt(np.maximum(((Z @ self.coef_cov_) * Z).sum(axis=1), 0))
 
+    def difference_to(self, X_patients, plans: np.ndarray, reference: np.ndarray):
+        """Every plan (k) minus each patient's own reference plan (n), and its epistemic sd:
+        both (n, k).  The grid moments with φ(reference) in place of e(x), so testing many
+        plans against one costs one grid pass, not a covariance product per pair."""
+        check_is_fitted(self)
+        psi = self.patient_basis(np.asarray(X_patients, dtype=float))
+        tables = self._grid_tables(self.phi_, self.coef_, self.coef_cov_, np.asarray(plans, float))
+        contrast, var = self._moments(tables, psi, self.plan_basis(np.asarray(reference, float)))
+        return contrast, np.sqrt(var)
+
     def _grid(self, plans: np.ndarray) -> dict:
         key = (plans.shape, hash(np.ascontiguousarray(plans, dtype=float).tobytes()))
         if getattr(self, "_grid_cache", None) and self._grid_cache["key"] == key:
