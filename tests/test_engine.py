@@ -146,7 +146,7 @@ def test_one_change_from_the_guideline_when_the_full_plan_is_not_clear(confounde
             Xp = model.featurizer_.transform(intakes.iloc[[i]])
             gain, sd = est.difference(Xp, r.best.plan.encode()[None], guide.encode()[None])
             assert gain[0] > model.switch_z * sd[0]
-            assert r.explanation.startswith("Personalised:")
+            assert r.explanation.startswith("Guideline plan with one change: ")
     assert len(one_change) >= 0.05 * len(recs)
 
     with_change = np.array([r.best.plan.encode() for r in recs])

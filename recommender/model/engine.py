@@ -571,9 +571,15 @@ class TreatmentRecommender(BaseEstimator):
         lines = []
         for i in range(n):
             plan = Plan.from_encoded(best[i])
+            changed = [c for c, (_, cols) in enumerate(self._COMPONENTS)
+                       if (best[i, list(cols)] != guide[i, list(cols)]).any()]
             if fallback[i]:
                 text = ("Guideline plan: this clinic's history does not show another plan to be "
                         "reliably better for this patient")
+            elif len(changed) == 1:
+                c = changed[0]
+                text = (f"Guideline plan with one change: {self._component_text(plan, self._COMPONENTS[c][0])} "
+                        f"is expected to add {gains[c, i]:+.1f} points over the guideline's choice")
             else:
                 c = int(np.argmax(gains[:, i]))
                 name = self._COMPONENTS[c][0]
