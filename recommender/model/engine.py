@@ -72,11 +72,9 @@ MIN_SECONDARY_VALUES = 100
 SUPPORT_BLOCK = 512
 PAIN_SCALE_MAX = 10  # NRS 0–10: a reduction lies between pain − 10 and pain
 # Caution, chosen over every simulated clinic together by policy value
-# (docs/benchmarks-seeds.md, three histories each): settings from caution 2 to 3 and switch
-# 0 to 0.75 sd are within a standard error of each other on average; of those, mean − 3 sd
-# with a switch above 0.75 sd harms the fewest patients: against mean − 2 sd with a 1 sd
-# switch, the largest harmed share of any history falls from 1.45 % to 0.75 %, the same mean
-# value, small clinics gain and the 8,000–20,000-episode ones lose up to 0.02.
+# (docs/benchmarks-seeds.md, three histories each, one-standard-error rule with harm as the
+# tie-break): mean − 3 sd with a switch above 0.75 sd; with the one-change rule
+# (``_one_change``) it is also the setting with the best mean value outright.
 DEFAULT_CAUTION, DEFAULT_SWITCH_Z = 3.0, 0.75
 # The present rigid model first (kept when data is thin), then adaptive and hinged ones.
 DEFAULT_CANDIDATES = (("quadratic", 0), ("quadratic", 2), ("spline", 2), ("spline", 3))
