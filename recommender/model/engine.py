@@ -466,7 +466,7 @@ class TreatmentRecommender(BaseEstimator):
         if not len(cols):
             return out
         grid, est = PLAN_SPACE.matrix, self.estimator_
-        _, gain_sd = est.difference_to(Xp[rows], grid[cols], grid[guide[rows]])
+        _, gain_sd = est.difference_to(Xp[rows], grid, grid[guide[rows]], columns=cols)
         r, c = np.nonzero(near)  # the (patient, plan) pairs to test
         m = clip_to_scale(est.stacked_mean_of(Xp[rows[r]], grid[cols[c]], mean[rows[r], cols[c]]),
                           pain[rows[r]])

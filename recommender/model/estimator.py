@@ -551,13 +551,18 @@ class PlanEffectRegressor(RegressorMixin, BaseEstimator):
             return Z @ self.coef_, None
         return Z @ self.coef_, np.sqrt(np.maximum(((Z @ self.coef_cov_) * Z).sum(axis=1), 0))
 
-    def difference_to(self, X_patients, plans: np.ndarray, reference: np.ndarray):
+    def difference_to(self, X_patients, plans: np.ndarray, reference: np.ndarray,
+                      columns: np.ndarray | None = None):
         """Every plan (k) minus each patient's own reference plan (n), and its epistemic sd:
         both (n, k).  The grid moments with φ(reference) in place of e(x), so testing many
-        plans against one costs one grid pass, not a covariance product per pair."""
+        plans against one costs one grid pass, not a covariance product per pair.
+        ``columns`` keeps only those plans, reusing the tables ``score_grid`` cached for
+        ``plans`` (rebuilding them costs more than one patient's whole recommendation)."""
         check_is_fitted(self)
         psi = self.patient_basis(np.asarray(X_patients, dtype=float))
-        tables = self._grid_tables(self.phi_, self.coef_, self.coef_cov_, np.asarray(plans, float))
+        tables = self._grid(np.asarray(plans, float))
+        if columns is not None:
+            tables = {**tables, "phi": tables["phi"][columns], "phi_outer": tables["phi_outer"][columns]}
         contrast, var = self._moments(tables, psi, self.plan_basis(np.asarray(reference, float)))
         return contrast, np.sqrt(var)
 
