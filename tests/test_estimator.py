@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from recommender.model.estimator import PlanEffectRegressor
+from recommender.model.estimator import PlanEffectRegressor, _weighted_quantiles, conformal_levels
 
 EXPECTED_FAILURES = {
     # Cross-fitting puts a duplicated row's copies in different folds, so a weight of 2
@@ -61,6 +61,25 @@ def test_intervals_cover_and_grid_matches_paired_predictions():
     mean, sd, _ = est.score_grid(Xt[:5, :2], np.array([[1.0], [3.0]]))
     paired = est.predict(np.column_stack([Xt[:5, :2], np.full(5, 3.0)]))
     assert np.allclose(mean[:, 1], paired)
+
+
+def test_conformal_levels_keep_coverage_on_small_calibration_sets():
+    """Exchangeable residuals: over many calibration sets of 20, the corrected levels cover the
+    nominal share on average; the plain empirical quantiles fall short."""
+    rng = np.random.default_rng(3)
+    n, reps, nominal = 20, 8000, 0.9
+    calib = rng.standard_normal((reps, n))
+    new = rng.standard_normal(reps)
+    ones = np.ones(n)
+
+    def coverage(levels):
+        q = np.array([_weighted_quantiles(c, ones, np.asarray(levels)) for c in calib])
+        return np.mean((new >= q[:, 0]) & (new <= q[:, 1]))
+
+    assert coverage(((1 - nominal) / 2, (1 + nominal) / 2)) < nominal - 0.02
+    assert abs(coverage(conformal_levels(nominal, n)) - nominal) < 0.01
+    assert conformal_levels(nominal, np.inf) == pytest.approx((0.05, 0.95))
+    assert conformal_levels(nominal, 5) == (0.0, 1.0)  # too few residuals: the full range
 
 
 def test_uncertainty_grows_off_the_evidence():

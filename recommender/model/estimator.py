@@ -67,6 +67,17 @@ def _weighted_quantiles(values: np.ndarray, weights: np.ndarray, qs: np.ndarray)
     return np.interp(qs, cum, v)
 
 
+def conformal_levels(coverage: float, n: float) -> tuple[float, float]:
+    """Quantile levels at which :func:`_weighted_quantiles` of n exchangeable residuals give a
+    central interval of ``coverage``: the split-conformal order statistics
+    ((n + 1)(1 ∓ α)/2-th, interpolated) as levels of its midpoint convention; the plain
+    levels as n grows."""
+    tail = (1 - coverage) / 2
+    if not np.isfinite(n):
+        return tail, 1 - tail
+    return (max(0.0, (tail * (n + 1) - 0.5) / n), min(1.0, ((1 - tail) * (n + 1) - 0.5) / n))
+
+
 class PlanEffectRegressor(RegressorMixin, BaseEstimator):
     """Predict an outcome from patient features and a plan, robust to confounded plan choice.
 
@@ -432,6 +443,8 @@ class PlanEffectRegressor(RegressorMixin, BaseEstimator):
             model_var[rows] = ((Z @ self.coef_cov_) * Z).sum(axis=1)
         sd = self._total_sd(noise_sd, model_var)
         self.residual_quantiles_ = _weighted_quantiles(resid / sd, w, _QUANTILE_GRID)
+        # Kish's effective size of the (follow-up weighted) calibration set
+        self.calibration_size_ = float(w.sum() ** 2 / np.sum(w**2))
 
     def _fit_baseline(self, Xp, y, w) -> HistGradientBoostingRegressor:
         return HistGradientBoostingRegressor(
@@ -482,8 +495,15 @@ class PlanEffectRegressor(RegressorMixin, BaseEstimator):
         return mean + lo_q * sd, mean + hi_q * sd
 
     def normalised_quantiles(self, coverage: float | None = None) -> tuple[float, float]:
+        """Lower and upper normalised residual quantiles of a central interval.
+
+        With the split-conformal finite-sample correction (levels moved out by a factor
+        (n + 1) / n, n the calibration set's effective size): the plain empirical quantiles
+        of a few hundred residuals under-cover, by over a point on a 400-episode clinic."""
         c = self.coverage if coverage is None else coverage
-        q = np.interp([(1 - c) / 2, (1 + c) / 2], _QUANTILE_GRID, self.residual_quantiles_)
+        n = getattr(self, "calibration_size_", np.inf)  # models saved before it was recorded
+        levels = conformal_levels(c, n)
+        q = np.interp(levels, _QUANTILE_GRID, self.residual_quantiles_)
         return float(q[0]), float(q[1])
 
     def prob_at_least(self, mean: np.ndarray, sd: np.ndarray, threshold: np.ndarray) -> np.ndarray:

@@ -168,6 +168,12 @@ def errors_by_column(errors) -> dict[str, str]:
     return {e.column: f"{plain(repr(e.value))} is not valid: expected {e.expected}" for e in errors}
 
 
+def intake_refusal(reason: str, errors) -> dict[str, str]:
+    """What to show beside the intake form's fields: each field's errors, else the refusal's
+    reason beside the episode id (it may quote an id, which can hold ``https://…``)."""
+    return errors_by_column(errors) or {"episode_id": plain(reason)}
+
+
 def intake_summary(intake: dict, decision: GateDecision) -> list[tuple[str, str]]:
     """The intake facts a therapist checks beside the plan, as (label, text) pairs."""
     def words(value) -> str:

@@ -607,3 +607,19 @@ def test_usernames_that_pass_for_another_account_are_refused(service, username):
 def test_plain_usernames_are_accepted(service):
     service.add_user(service.actors["admin"], "anna.berg-2", "therapist", "velvet-lighthouse-cinnamon")
     assert "anna.berg-2" in set(service.list_users(service.actors["admin"])["username"])
+
+
+def test_a_duplicate_episode_id_holding_a_link_is_shown_inert(sqlite_service, trained):
+    """An episode id may hold ``https://…`` (the contract allows : and /). Saving it twice is
+    refused; the refusal shown beside the intake form must not become a link."""
+    from recommender.web.plan_form import intake_refusal
+
+    therapist = sqlite_service.actors["therapist"]
+    link = "https://evil.invalid/login"
+    sqlite_service.save_intake(therapist, intake_dict(trained["cohort"], 0, episode_id=link))
+    with pytest.raises(InputRejected) as refused:
+        sqlite_service.save_intake(therapist, intake_dict(trained["cohort"], 1, episode_id=link))
+    assert "://" in str(refused.value)  # the attack: the reason quotes the id as typed
+    shown = intake_refusal(str(refused.value), refused.value.errors)
+    assert list(shown) == ["episode_id"] and "://" not in shown["episode_id"]
+    assert "already exists" in shown["episode_id"]

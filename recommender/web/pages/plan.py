@@ -15,7 +15,7 @@ from recommender.web.plan_form import (
     build_plan,
     contraindicated_plan_warning,
     differs,
-    errors_by_column,
+    intake_refusal,
     form_to_intake,
     intake_summary,
     permitted,
@@ -100,7 +100,7 @@ if mode == "New intake":
             st.rerun()
         except InputRejected as exc:
             errors = problems + exc.errors
-            st.session_state["intake_errors"] = errors_by_column(errors) or {"episode_id": str(exc)}
+            st.session_state["intake_errors"] = intake_refusal(str(exc), errors)
             st.rerun()
     st.stop()
 
