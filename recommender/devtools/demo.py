@@ -16,18 +16,16 @@ from sqlalchemy import func, select
 from recommender.contract.csv_io import format_cell, to_csv_bytes
 from recommender.devtools.simulator import simulate
 from recommender.services import open_service, upgrade_installation
-from recommender.services.identity import SYSTEM
+from recommender.services.identity import PUBLISHED_PASSWORDS, SYSTEM
 from recommender.settings import get_settings
 from recommender.storage.database import Database
 from recommender.storage.schema import Episode, User
 
-# Long demo passwords (NIST SP 800-63B: ≥ 15 characters, not the username). Demo only.
-DEMO_ACCOUNTS = (
-    ("therapist", "therapist", "gentle-harbour-lamp-42"),
-    ("datastaff", "data_staff", "copper-meadow-ledger-17"),
-    ("supervisor", "supervisor", "quiet-summit-lantern-58"),
-    ("admin", "admin", "amber-orchard-window-93"),
-)
+# Long demo passwords (NIST SP 800-63B: ≥ 15 characters, not the username), printed in the
+# README, so refused for every other account (``identity.PUBLISHED_PASSWORDS``). Demo only.
+DEMO_ACCOUNTS = tuple((username, role, PUBLISHED_PASSWORDS[username]) for username, role in (
+    ("therapist", "therapist"), ("datastaff", "data_staff"), ("supervisor", "supervisor"),
+    ("admin", "admin")))
 PHLEBITIS_EPISODE = "DEMO-PHLEBITIS"
 IMPROVING_EPISODE = "DEMO-IMPROVING"
 NOT_IMPROVING_EPISODE = "DEMO-NOT-IMPROVING"
@@ -119,7 +117,7 @@ def seed(url: str | None = None, progress: Progress | None = None, episodes: int
     service = open_service(url)
     step(0.05, "creating demo accounts")
     for username, role, password in DEMO_ACCOUNTS:
-        service.add_user(SYSTEM, username, role, password)
+        service.add_user(SYSTEM, username, role, password, demo_account=True)
     n = episodes or get_settings().demo_episodes
     step(0.1, f"simulating {n:,} past episodes of care")
     history = simulate(n, seed=1, scenario="large_clinic")

@@ -106,7 +106,10 @@ class AccountService:
         if actor.session_token:
             self.access.sessions.end(actor.session_token, "signed out")
 
-    def add_user(self, actor: Actor, username: str, role: str, password: str) -> None:
+    def add_user(self, actor: Actor, username: str, role: str, password: str,
+                 demo_account: bool = False) -> None:
+        """``demo_account``: the demo seeding (the system, never a person) creating a demo
+        account with its password published in the README."""
         actor = self.access.require(actor, Action.MANAGE_USERS, f"user:{username}")
         _check_role(role)
         if not USERNAME_PATTERN.fullmatch(username) or username in RESERVED_USERNAMES:
@@ -115,7 +118,7 @@ class AccountService:
                 1, "username", shown, f"1 to {USERNAME_MAX_LENGTH} characters: lower-case letters "
                 "a-z, digits and . _ - , starting with a letter, and not "
                 + " or ".join(sorted(RESERVED_USERNAMES)))])
-        password_hash = hash_password(password, username)
+        password_hash = hash_password(password, username, demo_account and actor is SYSTEM)
         with self.store.write() as s:
             if s.execute(select(User).where(User.username == username)).scalar_one_or_none():
                 raise InputRejected(f"user {username!r} already exists")

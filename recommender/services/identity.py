@@ -26,6 +26,15 @@ MAX_PASSWORD_LENGTH = 256
 # zxcvbn's 0–4 guessability score; below this the password is refused as easy to guess.
 MIN_STRENGTH_SCORE = 3
 COMMON_PASSWORDS = frozenset(FREQUENCY_LISTS["passwords"])
+# The demo accounts' passwords, printed in the README: known to anyone, so no password a
+# person sets may be one of them (NIST SP 800-63B: refuse values known to be compromised).
+# The demo seeding alone (the system, for its own demo accounts) may set them.
+PUBLISHED_PASSWORDS = {
+    "therapist": "gentle-harbour-lamp-42",
+    "datastaff": "copper-meadow-ledger-17",
+    "supervisor": "quiet-summit-lantern-58",
+    "admin": "amber-orchard-window-93",
+}
 SIGN_IN_FAILED = ("Unknown username or wrong password. "
                   f"After {MAX_FAILED_ATTEMPTS} failed attempts in a row an account is locked "
                   "until an administrator unlocks it.")
@@ -59,8 +68,10 @@ def _letters(text: str) -> str:
     return re.sub(r"[^a-z0-9]", "", text.lower())
 
 
-def password_problem(password: str, username: str) -> str | None:
-    """Why ``password`` may not be used by ``username`` (None when it may)."""
+def password_problem(password: str, username: str, demo_account: bool = False) -> str | None:
+    """Why ``password`` may not be used by ``username`` (None when it may).
+
+    ``demo_account``: the demo seeding sets a demo account's own published password."""
     if len(password) < MIN_PASSWORD_LENGTH:
         return f"use at least {MIN_PASSWORD_LENGTH} characters (a few unrelated words work well)"
     if len(password) > MAX_PASSWORD_LENGTH:
@@ -72,6 +83,9 @@ def password_problem(password: str, username: str) -> str | None:
         return "the password may not contain the username"
     if password.lower() in COMMON_PASSWORDS or pw in COMMON_PASSWORDS:
         return "this is a commonly used password"
+    if pw in {_letters(p) for p in PUBLISHED_PASSWORDS.values()} and not (
+            demo_account and PUBLISHED_PASSWORDS.get(username) == password):
+        return "this is a demo password printed in the README: anyone can sign in with it"
     result = zxcvbn(password[:100], user_inputs=[username])
     if result["score"] < MIN_STRENGTH_SCORE:
         hint = result["feedback"]["warning"] or "it is easy to guess"
@@ -79,9 +93,9 @@ def password_problem(password: str, username: str) -> str | None:
     return None
 
 
-def hash_password(password: str, username: str) -> str:
+def hash_password(password: str, username: str, demo_account: bool = False) -> str:
     """The Argon2id hash of an acceptable new password; raises WeakPassword otherwise."""
-    problem = password_problem(password, username)
+    problem = password_problem(password, username, demo_account)
     if problem:
         raise WeakPassword(f"password refused: {problem}")
     return HASHER.hash(password)

@@ -456,6 +456,58 @@ def test_weak_passwords_are_refused(sqlite_service, password):
         sqlite_service.reset_password(sqlite_service.actors["admin"], "therapist", password)
 
 
+def test_the_readme_demo_passwords_are_the_refused_ones():
+    """The deny-list follows the README: a demo password printed there is a published one."""
+    import re
+    from pathlib import Path
+
+    from recommender.services.identity import PUBLISHED_PASSWORDS
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    printed = dict(re.findall(r"^\| `([a-z]+)` \| `([^`]+)` \|", readme, flags=re.M))
+    assert printed == PUBLISHED_PASSWORDS
+
+
+@pytest.mark.parametrize("attack", ["admin adds an account", "admin resets a demo account",
+                                    "first admin from the command line", "admin claims a demo account",
+                                    "spelling variant"])
+def test_a_published_demo_password_is_refused_for_a_real_account(sqlite_service, attack):
+    """The README prints the demo passwords; an installation must not end up with an account
+    anyone can sign in to, however the password is set."""
+    from recommender.services.identity import PUBLISHED_PASSWORDS
+
+    svc, admin = sqlite_service, sqlite_service.actors["admin"]
+    call = {
+        "admin adds an account": lambda: svc.add_user(admin, "anna", "admin", PUBLISHED_PASSWORDS["admin"]),
+        "admin resets a demo account": lambda: svc.reset_password(admin, "therapist",
+                                                                  PUBLISHED_PASSWORDS["therapist"]),
+        # cmd_users' first administrator is added by the system, without the demo flag
+        "first admin from the command line": lambda: svc.add_user(SYSTEM, "admin2", "admin",
+                                                                  PUBLISHED_PASSWORDS["admin"]),
+        "admin claims a demo account": lambda: svc.add_user(admin, "datastaff", "data_staff",
+                                                            PUBLISHED_PASSWORDS["datastaff"],
+                                                            demo_account=True),
+        "spelling variant": lambda: svc.add_user(admin, "anna", "admin", "Amber Orchard Window 93"),
+    }[attack]
+    with pytest.raises(WeakPassword, match="printed in the README"):
+        call()
+    users = svc.list_users(admin)
+    assert not {"anna", "admin2"} & set(users["username"])  # nothing was created
+    with pytest.raises(SignInFailed):  # and the demo account was not reset
+        svc.sign_in("therapist", PUBLISHED_PASSWORDS["therapist"])
+
+
+def test_the_demo_seeding_alone_sets_a_demo_accounts_published_password(sqlite_service):
+    from recommender.services.identity import PUBLISHED_PASSWORDS
+
+    svc = sqlite_service
+    svc.add_user(SYSTEM, "datastaff", "data_staff", PUBLISHED_PASSWORDS["datastaff"], demo_account=True)
+    assert svc.sign_in("datastaff", PUBLISHED_PASSWORDS["datastaff"]).role == "data_staff"
+    with pytest.raises(WeakPassword):  # another demo account's password, even by the system
+        svc.add_user(SYSTEM, "supervisor2", "supervisor", PUBLISHED_PASSWORDS["supervisor"],
+                     demo_account=True)
+
+
 # ---------------------------------------------------------------- 10. permission before validation
 
 
