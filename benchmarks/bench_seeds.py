@@ -74,6 +74,7 @@ def run(job: tuple[str, int]) -> dict:
         "above_guideline": float((value.mean() - guideline.mean()) / span),
         "harmed_share": float(np.mean(value < hist - 1.0)),
         "chosen": f"{model.estimator_.selection_['chosen']} ({model.estimator_.stack_weight_:g})",
+        "followed_up": int(model.summary_.followed_up),
     }
     fitted = _Fitted(model)
     result["caution_sweep"] = _caution_sweep(fitted, cohort, test, hist, oracle)
@@ -108,8 +109,9 @@ def choose_caution(values: np.ndarray, harms: np.ndarray) -> tuple[int, np.ndarr
 
 
 def caution_table(results: list[dict]) -> list[str]:
-    """Value and harm at each caution setting averaged over every history, and the choice."""
-    from recommender.model.engine import DEFAULT_CAUTION, DEFAULT_SWITCH_Z
+    """Value and harm at each caution setting averaged over every history, and the choice
+    within each size class of the engine's caution rule (``caution_for``)."""
+    from recommender.model.engine import DEFAULT_SWITCH_Z, LARGE_HISTORY, caution_for
 
     names = [s for s in SCENARIOS if any(r["scenario"] == s and "caution_sweep" in r for r in results)]
     if not names:
@@ -118,20 +120,32 @@ def caution_table(results: list[dict]) -> list[str]:
         return np.array([np.mean([[c[key] for c in r["caution_sweep"]] for r in results
                                   if r["scenario"] == s], axis=0) for s in names])
     values, harms = per_scenario("normalised_value"), per_scenario("harmed_share")
-    chosen, diff, se = choose_caution(values, harms)
+    followed = np.array([np.mean([r["followed_up"] for r in results if r["scenario"] == s])
+                         for s in names])
     lines = ["## Caution over every history", "",
              "Each model above ranked again at each setting (plans by mean − caution × sd; the",
              "guideline plan left only for a gain above switch_z × its sd). Cells: normalised value",
-             "(harmed share), each the mean over the histories; *vs best*: the mean over scenarios",
-             "minus the best setting's, ± its paired standard error over the scenarios.", ""]
-    lines += caution_grid_table(names, values, harms, chosen,
-                                [f"{d:+.4f} ± {e:.4f}" for d, e in zip(diff, se)])
-    c, z = CAUTION_GRID[chosen]
-    shipped = (DEFAULT_CAUTION, DEFAULT_SWITCH_Z)
-    lines += ["", f"Chosen (bold), by the one-standard-error rule: of the settings within one standard "
-              f"error of the best mean value, the one with the lowest mean harmed share: caution {c}, "
-              f"switch_z {z}. The engine ships caution {shipped[0]}, switch_z {shipped[1]}"
-              + (" (the same)." if shipped == (c, z) else ": **not the chosen setting**."), ""]
+             "(harmed share), each the mean over the histories; *vs best*: the mean over the",
+             "class's scenarios minus the best setting's, ± its paired standard error over them.",
+             f"The engine's caution depends on the history's size (below {LARGE_HISTORY:,} "
+             "followed-up episodes and from there), so the setting is chosen within each class.", ""]
+    classes = ((f"fewer than {LARGE_HISTORY:,} followed-up episodes", followed < LARGE_HISTORY),
+               (f"{LARGE_HISTORY:,} followed-up episodes or more", followed >= LARGE_HISTORY))
+    for title, members in classes:
+        if not members.any():
+            continue
+        idx = np.flatnonzero(members)
+        chosen, diff, se = choose_caution(values[idx], harms[idx])
+        c, z = CAUTION_GRID[chosen]
+        shipped = (caution_for(int(followed[idx].mean())), DEFAULT_SWITCH_Z)
+        lines += [f"### Histories with {title}", ""]
+        lines += caution_grid_table([names[i] for i in idx], values[idx], harms[idx], chosen,
+                                    [f"{d:+.4f} ± {e:.4f}" for d, e in zip(diff, se)])
+        lines += ["", f"Chosen (bold), by the one-standard-error rule: of the settings within one "
+                  f"standard error of the best mean value, the one with the lowest mean harmed share: "
+                  f"caution {c}, switch_z {z}. The engine ships caution {shipped[0]}, switch_z "
+                  f"{shipped[1]} for these histories"
+                  + (" (the same)." if shipped == (c, z) else ": **not the chosen setting**."), ""]
     return lines
 
 

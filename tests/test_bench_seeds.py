@@ -52,23 +52,29 @@ def test_choose_caution_takes_the_least_harmful_setting_the_data_cannot_tell_fro
     assert choose_caution(values, harms[:, ::-1])[0] == 0
 
 
-def test_caution_table_marks_the_choice_and_says_whether_the_engine_ships_it():
+def test_caution_table_chooses_within_each_size_class_and_says_whether_the_engine_ships_it():
     from bench_engine import CAUTION_GRID
     from bench_seeds import caution_table
+
+    from recommender.model.engine import DEFAULT_SWITCH_Z, LARGE_HISTORY, caution_for
 
     def sweep(best_j: int) -> list[dict]:
         return [{"normalised_value": 0.9 if j == best_j else 0.5, "harmed_share": 0.0}
                 for j in range(len(CAUTION_GRID))]
 
-    from recommender.model.engine import DEFAULT_CAUTION, DEFAULT_SWITCH_Z
-    shipped = CAUTION_GRID.index((DEFAULT_CAUTION, DEFAULT_SWITCH_Z))
-    other = (shipped + 1) % len(CAUTION_GRID)
-    def results(best_j: int) -> list[dict]:
-        return [dict(_result(s, k, 0.5), caution_sweep=sweep(best_j))
-                for s in ("large_clinic", "tiny_clinic") for k in (0, 1)]
+    thin = CAUTION_GRID.index((caution_for(LARGE_HISTORY - 1), DEFAULT_SWITCH_Z))
+    large = CAUTION_GRID.index((caution_for(LARGE_HISTORY), DEFAULT_SWITCH_Z))
 
-    assert "(the same)" in "\n".join(caution_table(results(shipped)))
-    text = "\n".join(caution_table(results(other)))
-    assert "not the chosen setting" in text
+    def results(best_thin: int, best_large: int) -> list[dict]:
+        return [dict(_result(s, k, 0.5), caution_sweep=sweep(best), followed_up=n)
+                for s, best, n in (("tiny_clinic", best_thin, 350),
+                                   ("large_clinic", best_large, 17_000)) for k in (0, 1)]
+
+    text = "\n".join(caution_table(results(thin, large)))
+    assert text.count("(the same)") == 2 and "not the chosen setting" not in text
+    other = (large + 1) % len(CAUTION_GRID)
+    text = "\n".join(caution_table(results(thin, other)))
+    assert text.count("(the same)") == 1 and text.count("not the chosen setting") == 1
     c, z = CAUTION_GRID[other]
-    assert f"| **{c}** | **{z}** |" in text
+    large_part = text[text.index(f"{LARGE_HISTORY:,} followed-up episodes or more"):]
+    assert f"| **{c}** | **{z}** |" in large_part and "tiny_clinic" not in large_part

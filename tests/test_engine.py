@@ -111,6 +111,22 @@ def test_thin_data_falls_back_to_guideline():
             assert r.explanation.startswith("Guideline plan")
 
 
+def test_caution_follows_the_history_size_unless_set(monkeypatch):
+    from recommender.model import engine
+
+    assert engine.caution_for(engine.LARGE_HISTORY - 1) == engine.THIN_CAUTION
+    assert engine.caution_for(engine.LARGE_HISTORY) == engine.LARGE_CAUTION < engine.THIN_CAUTION
+    train = _typed(simulate(300, seed=5).episodes)
+    followed = int(train["followup_pain_score"].notna().sum())
+    assert TreatmentRecommender().fit(train).ranking_caution == engine.THIN_CAUTION
+    monkeypatch.setattr(engine, "LARGE_HISTORY", followed)  # the same history counted as large
+    model = TreatmentRecommender().fit(train)
+    assert model.caution_ == model.ranking_caution == engine.LARGE_CAUTION
+    assert model.estimator_.selection_caution == engine.LARGE_CAUTION  # the contests use it too
+    model.set_params(caution=1.5)  # a caution set by hand wins, also after fitting
+    assert model.ranking_caution == 1.5 and model.caution_ == engine.LARGE_CAUTION
+
+
 @pytest.fixture(scope="module")
 def confounded():
     """A small, strongly confounded clinic: most patients stay on the guideline plan."""

@@ -71,11 +71,18 @@ MIN_SECONDARY_VALUES = 100
 # Support counts are computed in blocks of plans to bound memory.
 SUPPORT_BLOCK = 512
 PAIN_SCALE_MAX = 10  # NRS 0–10: a reduction lies between pain − 10 and pain
-# Caution, chosen over every simulated clinic together by policy value
-# (docs/benchmarks-seeds.md, three histories each, one-standard-error rule with harm as the
-# tie-break): mean − 3 sd with a switch above 0.75 sd; with the one-change rule
-# (``_one_change``) it is also the setting with the best mean value outright.
-DEFAULT_CAUTION, DEFAULT_SWITCH_Z = 3.0, 0.75
+# Caution by the history's size, chosen over every simulated clinic together by policy value
+# (docs/benchmarks-seeds.md, three histories each, the one-standard-error rule with harm as
+# the tie-break, within each size class): below LARGE_HISTORY followed-up episodes plans rank
+# by mean − 3 sd, from there by mean − 2 sd; the guideline plan is left for a gain above
+# 0.75 sd (with the one-change rule, ``_one_change``).  A thin history's posterior understates
+# its error (docs/engine-experiments.md, the winner's curse), a large one's less: every
+# 20,000-episode clinic gained from caution 2, every clinic of 8,000 episodes or fewer lost.
+# Our clinics have either ≤ 6,100 or ≥ 16,300 followed-up episodes: the threshold is their
+# geometric middle, not a measured optimum.
+LARGE_HISTORY = 10_000
+THIN_CAUTION, LARGE_CAUTION = 3.0, 2.0
+DEFAULT_SWITCH_Z = 0.75
 # The present rigid model first (kept when data is thin), then adaptive and hinged ones.
 DEFAULT_CANDIDATES = (("quadratic", 0), ("quadratic", 2), ("spline", 2), ("spline", 3))
 # Stacking weights of the direct (boosted) outcome model, the effect model alone first.
@@ -88,6 +95,11 @@ _THREADPOOLS = ThreadpoolController()
 def single_threaded():
     """One-patient calls are latency-bound: thread start-up costs more than it saves."""
     return _THREADPOOLS.limit(limits=1)
+
+
+def caution_for(followed_up: int) -> float:
+    """The ranking's caution for a history with this many followed-up episodes."""
+    return LARGE_CAUTION if followed_up >= LARGE_HISTORY else THIN_CAUTION
 
 
 def clip_to_scale(reduction: np.ndarray, pain: np.ndarray) -> np.ndarray:
@@ -160,8 +172,9 @@ class TreatmentRecommender(BaseEstimator):
 
     Parameters
     ----------
-    caution : float
-        Plans are ranked by ``mean − caution × epistemic sd``.
+    caution : float or None
+        Plans are ranked by ``mean − caution × epistemic sd``; None (the default): by the
+        history's size (:func:`caution_for`, learned as ``caution_``).
     switch_z : float
         Leave the guideline plan only when the expected gain exceeds
         ``switch_z`` standard deviations of its uncertainty (the best plan's, else
@@ -181,7 +194,7 @@ class TreatmentRecommender(BaseEstimator):
     random_state : int
     """
 
-    def __init__(self, caution: float = DEFAULT_CAUTION, switch_z: float = DEFAULT_SWITCH_Z,
+    def __init__(self, caution: float | None = None, switch_z: float = DEFAULT_SWITCH_Z,
                  coverage: float = 0.9,
                  n_alternatives: int = 4,
                  candidates: tuple[tuple[str, int], ...] = DEFAULT_CANDIDATES,
@@ -209,6 +222,8 @@ class TreatmentRecommender(BaseEstimator):
                 f"only {summary.followed_up} episode(s) have a follow-up pain score; "
                 f"at least {MIN_TRAINING_ROWS} are needed to train"
             )
+        self.caution_ = (caution_for(summary.followed_up) if self.caution is None
+                         else float(self.caution))
         plans = encode_frame(episodes)
         summary.contraindicated_history = int(gate.violations(episodes, plans).sum())
         summary.off_grid_plans = int(sum(PLAN_SPACE.index_of(Plan.from_encoded(p)) is None
@@ -228,7 +243,7 @@ class TreatmentRecommender(BaseEstimator):
         self.estimator_ = PlanEffectRegressor(
             pair_modifiers=mods, coverage=self.coverage,
             candidates=tuple((str(k), int(r)) for k, r in self.candidates),
-            selection_caution=self.caution, random_state=self.random_state,
+            selection_caution=self.caution_, random_state=self.random_state,
             stack_weights=tuple(float(v) for v in self.stack_weights),
         ).fit(np.hstack([Xp, plans])[observed], y[observed], sample_weight=weights[observed],
               groups=episodes["patient_id"].to_numpy()[observed],
@@ -241,6 +256,12 @@ class TreatmentRecommender(BaseEstimator):
         self.summary_ = summary
         step(1.0, "done")
         return self
+
+    @property
+    def ranking_caution(self) -> float:
+        """The caution recommendations use: the parameter when set (also after fitting, as the
+        benchmarks' sweep does), else the one learned from the history's size."""
+        return float(self.caution) if self.caution is not None else self.caution_
 
     def _observation_weights(self, episodes, Xp, plans, observed, summary) -> np.ndarray:
         """1 / P(followed up | intake, plan, adherence), clipped, for followed-up rows."""
@@ -394,10 +415,11 @@ class TreatmentRecommender(BaseEstimator):
         allowed = gate.allowed_matrix(levels, grid)
         evidence = self._evidence(self.grid_support_[None, :], self._overlap_d2(Xp, grid))
         candidates = allowed & (evidence >= MODERATE)
-        score = mean - self.caution * model_sd
+        caution = self.ranking_caution
+        score = mean - caution * model_sd
         # the choice: the effect model's score, or the stacked one on its shortlist
         choice, stacked_mean = self.estimator_.stacked_scores(Xp, grid, mean, model_sd,
-                                                              self.caution, candidates)
+                                                              caution, candidates)
 
         guide_plans = np.array([guideline_plan_for(level > 0, int(level)).encode() for level in levels])
         guide = np.array([PLAN_SPACE.index_of(Plan.from_encoded(p)) for p in guide_plans])
@@ -472,7 +494,7 @@ class TreatmentRecommender(BaseEstimator):
                           pain[rows[r]])
         ok = m - guide_mean[rows[r]] > self.switch_z * gain_sd[r, c]
         score = np.full(near.shape, -np.inf)
-        score[r[ok], c[ok]] = (m - self.caution * model_sd[rows[r], cols[c]])[ok]
+        score[r[ok], c[ok]] = (m - self.ranking_caution * model_sd[rows[r], cols[c]])[ok]
         found = np.isfinite(score).any(axis=1)
         out[rows[found]] = cols[score[found].argmax(axis=1)]
         return out
