@@ -110,8 +110,8 @@ def choose_caution(values: np.ndarray, harms: np.ndarray) -> tuple[int, np.ndarr
 
 def caution_table(results: list[dict]) -> list[str]:
     """Value and harm at each caution setting averaged over every history, and the choice
-    within each size class of the engine's caution rule (``caution_for``)."""
-    from recommender.model.engine import DEFAULT_SWITCH_Z, LARGE_HISTORY, caution_for
+    within each size class of the engine's rule (``setting_for``)."""
+    from recommender.model.engine import LARGE_HISTORY, setting_for
 
     names = [s for s in SCENARIOS if any(r["scenario"] == s and "caution_sweep" in r for r in results)]
     if not names:
@@ -127,8 +127,8 @@ def caution_table(results: list[dict]) -> list[str]:
              "guideline plan left only for a gain above switch_z × its sd). Cells: normalised value",
              "(harmed share), each the mean over the histories; *vs best*: the mean over the",
              "class's scenarios minus the best setting's, ± its paired standard error over them.",
-             f"The engine's caution depends on the history's size (below {LARGE_HISTORY:,} "
-             "followed-up episodes and from there), so the setting is chosen within each class.", ""]
+             f"The engine's setting depends on the history's size (below {LARGE_HISTORY:,} "
+             "followed-up episodes and from there), so it is chosen within each class.", ""]
     classes = ((f"fewer than {LARGE_HISTORY:,} followed-up episodes", followed < LARGE_HISTORY),
                (f"{LARGE_HISTORY:,} followed-up episodes or more", followed >= LARGE_HISTORY))
     for title, members in classes:
@@ -137,7 +137,7 @@ def caution_table(results: list[dict]) -> list[str]:
         idx = np.flatnonzero(members)
         chosen, diff, se = choose_caution(values[idx], harms[idx])
         c, z = CAUTION_GRID[chosen]
-        shipped = (caution_for(int(followed[idx].mean())), DEFAULT_SWITCH_Z)
+        shipped = setting_for(int(followed[idx].mean()))
         lines += [f"### Histories with {title}", ""]
         lines += caution_grid_table([names[i] for i in idx], values[idx], harms[idx], chosen,
                                     [f"{d:+.4f} ± {e:.4f}" for d, e in zip(diff, se)])

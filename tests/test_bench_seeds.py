@@ -56,14 +56,14 @@ def test_caution_table_chooses_within_each_size_class_and_says_whether_the_engin
     from bench_engine import CAUTION_GRID
     from bench_seeds import caution_table
 
-    from recommender.model.engine import DEFAULT_SWITCH_Z, LARGE_HISTORY, caution_for
+    from recommender.model.engine import LARGE_HISTORY, setting_for
 
     def sweep(best_j: int) -> list[dict]:
         return [{"normalised_value": 0.9 if j == best_j else 0.5, "harmed_share": 0.0}
                 for j in range(len(CAUTION_GRID))]
 
-    thin = CAUTION_GRID.index((caution_for(LARGE_HISTORY - 1), DEFAULT_SWITCH_Z))
-    large = CAUTION_GRID.index((caution_for(LARGE_HISTORY), DEFAULT_SWITCH_Z))
+    thin = CAUTION_GRID.index(setting_for(LARGE_HISTORY - 1))
+    large = CAUTION_GRID.index(setting_for(LARGE_HISTORY))
 
     def results(best_thin: int, best_large: int) -> list[dict]:
         return [dict(_result(s, k, 0.5), caution_sweep=sweep(best), followed_up=n)

@@ -111,20 +111,24 @@ def test_thin_data_falls_back_to_guideline():
             assert r.explanation.startswith("Guideline plan")
 
 
-def test_caution_follows_the_history_size_unless_set(monkeypatch):
+def test_caution_and_switch_follow_the_history_size_unless_set(monkeypatch):
     from recommender.model import engine
 
-    assert engine.caution_for(engine.LARGE_HISTORY - 1) == engine.THIN_CAUTION
-    assert engine.caution_for(engine.LARGE_HISTORY) == engine.LARGE_CAUTION < engine.THIN_CAUTION
+    assert engine.setting_for(engine.LARGE_HISTORY - 1) == engine.THIN_SETTING
+    assert engine.setting_for(engine.LARGE_HISTORY) == engine.LARGE_SETTING
+    assert engine.LARGE_SETTING[0] < engine.THIN_SETTING[0]  # more caution on thin data
     train = _typed(simulate(300, seed=5).episodes)
     followed = int(train["followup_pain_score"].notna().sum())
-    assert TreatmentRecommender().fit(train).ranking_caution == engine.THIN_CAUTION
+    model = TreatmentRecommender().fit(train)
+    assert (model.ranking_caution, model.ranking_switch_z) == engine.THIN_SETTING
     monkeypatch.setattr(engine, "LARGE_HISTORY", followed)  # the same history counted as large
     model = TreatmentRecommender().fit(train)
-    assert model.caution_ == model.ranking_caution == engine.LARGE_CAUTION
-    assert model.estimator_.selection_caution == engine.LARGE_CAUTION  # the contests use it too
-    model.set_params(caution=1.5)  # a caution set by hand wins, also after fitting
-    assert model.ranking_caution == 1.5 and model.caution_ == engine.LARGE_CAUTION
+    assert (model.caution_, model.switch_z_) == engine.LARGE_SETTING
+    assert (model.ranking_caution, model.ranking_switch_z) == engine.LARGE_SETTING
+    assert model.estimator_.selection_caution == engine.LARGE_SETTING[0]  # the contests use it
+    model.set_params(caution=1.5, switch_z=1.0)  # set by hand wins, also after fitting
+    assert (model.ranking_caution, model.ranking_switch_z) == (1.5, 1.0)
+    assert (model.caution_, model.switch_z_) == engine.LARGE_SETTING
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +165,7 @@ def test_one_change_from_the_guideline_when_the_full_plan_is_not_clear(confounde
             one_change.append(i)
             Xp = model.featurizer_.transform(intakes.iloc[[i]])
             gain, sd = est.difference(Xp, r.best.plan.encode()[None], guide.encode()[None])
-            assert gain[0] > model.switch_z * sd[0]
+            assert gain[0] > model.ranking_switch_z * sd[0]
             assert r.explanation.startswith("Guideline plan with one change: ")
     assert len(one_change) >= 0.05 * len(recs)
 

@@ -71,18 +71,19 @@ MIN_SECONDARY_VALUES = 100
 # Support counts are computed in blocks of plans to bound memory.
 SUPPORT_BLOCK = 512
 PAIN_SCALE_MAX = 10  # NRS 0–10: a reduction lies between pain − 10 and pain
-# Caution by the history's size, chosen over every simulated clinic together by policy value
-# (docs/benchmarks-seeds.md, three histories each, the one-standard-error rule with harm as
-# the tie-break, within each size class): below LARGE_HISTORY followed-up episodes plans rank
-# by mean − 3 sd, from there by mean − 2 sd; the guideline plan is left for a gain above
-# 0.75 sd (with the one-change rule, ``_one_change``).  A thin history's posterior understates
-# its error (docs/engine-experiments.md, the winner's curse), a large one's less: every
-# 20,000-episode clinic gained from caution 2, every clinic of 8,000 episodes or fewer lost.
-# Our clinics have either ≤ 6,100 or ≥ 16,300 followed-up episodes: the threshold is their
-# geometric middle, not a measured optimum.
+# Caution and switch threshold by the history's size, each pair chosen over every simulated
+# clinic of its size class together by policy value (docs/benchmarks-seeds.md, three
+# histories each, the one-standard-error rule with harm as the tie-break): below
+# LARGE_HISTORY followed-up episodes plans rank by mean − 4 sd and leave the guideline plan
+# (or change one component of it, ``_one_change``) for a gain above 0.75 sd; from there by
+# mean − 2 sd, for any expected gain.  A thin history's posterior understates its error
+# (docs/engine-experiments.md, the winner's curse), a large one's less: at caution 2 every
+# 20,000-episode clinic gained and every clinic of 8,000 episodes or fewer lost.  Our clinics
+# have either ≤ 6,100 or ≥ 16,300 followed-up episodes: the threshold is their geometric
+# middle, not a measured optimum.
 LARGE_HISTORY = 10_000
-THIN_CAUTION, LARGE_CAUTION = 3.0, 2.0
-DEFAULT_SWITCH_Z = 0.75
+THIN_SETTING = (4.0, 0.75)  # (caution, switch_z)
+LARGE_SETTING = (2.0, 0.0)
 # The present rigid model first (kept when data is thin), then adaptive and hinged ones.
 DEFAULT_CANDIDATES = (("quadratic", 0), ("quadratic", 2), ("spline", 2), ("spline", 3))
 # Stacking weights of the direct (boosted) outcome model, the effect model alone first.
@@ -97,9 +98,9 @@ def single_threaded():
     return _THREADPOOLS.limit(limits=1)
 
 
-def caution_for(followed_up: int) -> float:
-    """The ranking's caution for a history with this many followed-up episodes."""
-    return LARGE_CAUTION if followed_up >= LARGE_HISTORY else THIN_CAUTION
+def setting_for(followed_up: int) -> tuple[float, float]:
+    """(caution, switch_z) of the ranking for a history with this many followed-up episodes."""
+    return LARGE_SETTING if followed_up >= LARGE_HISTORY else THIN_SETTING
 
 
 def clip_to_scale(reduction: np.ndarray, pain: np.ndarray) -> np.ndarray:
@@ -174,11 +175,12 @@ class TreatmentRecommender(BaseEstimator):
     ----------
     caution : float or None
         Plans are ranked by ``mean − caution × epistemic sd``; None (the default): by the
-        history's size (:func:`caution_for`, learned as ``caution_``).
-    switch_z : float
+        history's size (:func:`setting_for`, learned as ``caution_``).
+    switch_z : float or None
         Leave the guideline plan only when the expected gain exceeds
         ``switch_z`` standard deviations of its uncertainty (the best plan's, else
-        that of the best plan changing one component of the guideline).
+        that of the best plan changing one component of the guideline); None (the
+        default): by the history's size (learned as ``switch_z_``).
     coverage : float
         Coverage of the reported prediction intervals.
     n_alternatives : int
@@ -194,7 +196,7 @@ class TreatmentRecommender(BaseEstimator):
     random_state : int
     """
 
-    def __init__(self, caution: float | None = None, switch_z: float = DEFAULT_SWITCH_Z,
+    def __init__(self, caution: float | None = None, switch_z: float | None = None,
                  coverage: float = 0.9,
                  n_alternatives: int = 4,
                  candidates: tuple[tuple[str, int], ...] = DEFAULT_CANDIDATES,
@@ -222,8 +224,9 @@ class TreatmentRecommender(BaseEstimator):
                 f"only {summary.followed_up} episode(s) have a follow-up pain score; "
                 f"at least {MIN_TRAINING_ROWS} are needed to train"
             )
-        self.caution_ = (caution_for(summary.followed_up) if self.caution is None
-                         else float(self.caution))
+        caution, switch_z = setting_for(summary.followed_up)
+        self.caution_ = caution if self.caution is None else float(self.caution)
+        self.switch_z_ = switch_z if self.switch_z is None else float(self.switch_z)
         plans = encode_frame(episodes)
         summary.contraindicated_history = int(gate.violations(episodes, plans).sum())
         summary.off_grid_plans = int(sum(PLAN_SPACE.index_of(Plan.from_encoded(p)) is None
@@ -262,6 +265,11 @@ class TreatmentRecommender(BaseEstimator):
         """The caution recommendations use: the parameter when set (also after fitting, as the
         benchmarks' sweep does), else the one learned from the history's size."""
         return float(self.caution) if self.caution is not None else self.caution_
+
+    @property
+    def ranking_switch_z(self) -> float:
+        """The switch threshold recommendations use (as :attr:`ranking_caution`)."""
+        return float(self.switch_z) if self.switch_z is not None else self.switch_z_
 
     def _observation_weights(self, episodes, Xp, plans, observed, summary) -> np.ndarray:
         """1 / P(followed up | intake, plan, adherence), clipped, for followed-up rows."""
@@ -415,7 +423,7 @@ class TreatmentRecommender(BaseEstimator):
         allowed = gate.allowed_matrix(levels, grid)
         evidence = self._evidence(self.grid_support_[None, :], self._overlap_d2(Xp, grid))
         candidates = allowed & (evidence >= MODERATE)
-        caution = self.ranking_caution
+        caution, switch_z = self.ranking_caution, self.ranking_switch_z
         score = mean - caution * model_sd
         # the choice: the effect model's score, or the stacked one on its shortlist
         choice, stacked_mean = self.estimator_.stacked_scores(Xp, grid, mean, model_sd,
@@ -430,7 +438,7 @@ class TreatmentRecommender(BaseEstimator):
                                    pain)
         gain = clip_to_scale(stacked_mean[rows, best], pain) - guide_mean
         _, gain_sd = self.estimator_.difference(Xp, grid[best], grid[guide])
-        fallback = (best == guide) | (gain <= self.switch_z * gain_sd) | ~has_candidate
+        fallback = (best == guide) | (gain <= switch_z * gain_sd) | ~has_candidate
         best = np.where(fallback, guide, best)
         changed = self._one_change(Xp, pain, guide, guide_mean, mean, model_sd,
                                    candidates & fallback[:, None])
@@ -492,7 +500,7 @@ class TreatmentRecommender(BaseEstimator):
         r, c = np.nonzero(near)  # the (patient, plan) pairs to test
         m = clip_to_scale(est.stacked_mean_of(Xp[rows[r]], grid[cols[c]], mean[rows[r], cols[c]]),
                           pain[rows[r]])
-        ok = m - guide_mean[rows[r]] > self.switch_z * gain_sd[r, c]
+        ok = m - guide_mean[rows[r]] > self.ranking_switch_z * gain_sd[r, c]
         score = np.full(near.shape, -np.inf)
         score[r[ok], c[ok]] = (m - self.ranking_caution * model_sd[rows[r], cols[c]])[ok]
         found = np.isfinite(score).any(axis=1)
