@@ -14,9 +14,10 @@ import getpass
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-from recommender.services.identity import SYSTEM, Actor
-from recommender.settings import get_settings
+if TYPE_CHECKING:  # identity and settings load zxcvbn, argon2 and pydantic: only when used
+    from recommender.services.identity import Actor
 
 
 def _service(args):
@@ -28,6 +29,8 @@ def _service(args):
 def _password(args) -> str:
     if not args.user:
         raise ValueError("this command needs --user NAME (a signed-in account)")
+    from recommender.settings import get_settings
+
     secret = get_settings().password
     return secret.get_secret_value() if secret else getpass.getpass(f"password for {args.user}: ")
 
@@ -43,6 +46,8 @@ def _signed_in(service, args) -> Iterator[Actor]:
 
 
 def _new_password(args) -> str:
+    from recommender.settings import get_settings
+
     secret = get_settings().new_password
     return secret.get_secret_value() if secret else getpass.getpass("new password: ")
 
@@ -62,6 +67,8 @@ def cmd_users(args) -> int:
     if args.action == "add" and not service.has_users():
         if args.role != "admin":
             raise ValueError("the first account of an empty database must be an admin")
+        from recommender.services.identity import SYSTEM
+
         service.add_user(SYSTEM, args.username, args.role, _new_password(args))
         print(f"user {args.username}: add done (the first administrator)")
         return 0
