@@ -11,8 +11,9 @@ needs around it:
   limited evidence are never recommended;
 * **caution** — plans are ranked by a lower confidence bound, and a plan other
   than the guideline is chosen only when it is expected to beat the guideline
-  by more than its uncertainty; failing that, the guideline plan with the one
-  component changed that does (graceful fallback when data is thin);
+  (on a thin history by more than ¾ of its uncertainty); failing that, the
+  guideline plan with the one component changed that does (graceful fallback
+  when data is thin); how cautious depends on the history's size;
 * **safety** — the contraindication gate masks plans before ranking and every
   returned plan is re-checked (:func:`recommender.gate.assert_allowed`).
 """
