@@ -442,7 +442,7 @@ class TreatmentRecommender(BaseEstimator):
         fallback = (best == guide) | (gain <= switch_z * gain_sd) | ~has_candidate
         best = np.where(fallback, guide, best)
         changed = self._one_change(Xp, pain, guide, guide_mean, mean, model_sd,
-                                   candidates & fallback[:, None])
+                                   candidates & fallback[:, None], caution, switch_z)
         best = np.where(changed >= 0, changed, best)
         fallback &= changed < 0
 
@@ -478,7 +478,8 @@ class TreatmentRecommender(BaseEstimator):
             ))
         return out
 
-    def _one_change(self, Xp, pain, guide, guide_mean, mean, model_sd, eligible) -> np.ndarray:
+    def _one_change(self, Xp, pain, guide, guide_mean, mean, model_sd, eligible,
+                    caution: float, switch_z: float) -> np.ndarray:
         """For patients left on the guideline plan: the best plan that changes one component
         of it (massage, training, exercise, minutes or weeks) by more than ``switch_z`` sds
         of its own gain; −1 where none does.
@@ -501,9 +502,9 @@ class TreatmentRecommender(BaseEstimator):
         r, c = np.nonzero(near)  # the (patient, plan) pairs to test
         m = clip_to_scale(est.stacked_mean_of(Xp[rows[r]], grid[cols[c]], mean[rows[r], cols[c]]),
                           pain[rows[r]])
-        ok = m - guide_mean[rows[r]] > self.ranking_switch_z * gain_sd[r, c]
+        ok = m - guide_mean[rows[r]] > switch_z * gain_sd[r, c]
         score = np.full(near.shape, -np.inf)
-        score[r[ok], c[ok]] = (m - self.ranking_caution * model_sd[rows[r], cols[c]])[ok]
+        score[r[ok], c[ok]] = (m - caution * model_sd[rows[r], cols[c]])[ok]
         found = np.isfinite(score).any(axis=1)
         out[rows[found]] = cols[score[found].argmax(axis=1)]
         return out

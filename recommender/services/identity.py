@@ -68,6 +68,9 @@ def _letters(text: str) -> str:
     return re.sub(r"[^a-z0-9]", "", text.lower())
 
 
+_PUBLISHED_LETTERS = frozenset(_letters(p) for p in PUBLISHED_PASSWORDS.values())
+
+
 def password_problem(password: str, username: str, demo_account: bool = False) -> str | None:
     """Why ``password`` may not be used by ``username`` (None when it may).
 
@@ -83,7 +86,7 @@ def password_problem(password: str, username: str, demo_account: bool = False) -
         return "the password may not contain the username"
     if password.lower() in COMMON_PASSWORDS or pw in COMMON_PASSWORDS:
         return "this is a commonly used password"
-    if pw in {_letters(p) for p in PUBLISHED_PASSWORDS.values()} and not (
+    if pw in _PUBLISHED_LETTERS and not (
             demo_account and PUBLISHED_PASSWORDS.get(username) == password):
         return "this is a demo password printed in the README: anyone can sign in with it"
     result = zxcvbn(password[:100], user_inputs=[username])
