@@ -24,6 +24,7 @@ from recommender.web.ui import (  # noqa: E402
     resume_from_cookie,
     service,
     touch,
+    warn_if_published_password,
     write_cookie,
 )
 from recommender.web.wording import ROLE_LABELS  # noqa: E402
@@ -107,6 +108,7 @@ else:
         # write before the browser ran it, and a reload would then sign the user out
         write_cookie(actor.session_token)
         st.text(f"{actor.username} · {ROLE_LABELS.get(actor.role, actor.role)}")
+        warn_if_published_password(actor)
         if st.button("Sign out", key="sign_out"):
             sign_out()
             st.rerun()

@@ -88,6 +88,18 @@ def test_every_page_of_every_role_renders_with_data(demo_env, role):
         assert spec.title in titles(at) or spec.title == "Plan treatment"
 
 
+def test_a_demo_account_is_warned_on_every_page_and_the_admin_told_which(demo_env):
+    """The demo's passwords are printed in the README: whoever signs in with one is warned,
+    and the admin's users page names every account that still has one."""
+    at = app_as("therapist")
+    assert any("password is printed in the README" in w.value for w in at.warning)
+    at.switch_page(page(ROLE_PAGES["therapist"][-1])).run()
+    assert any("password is printed in the README" in w.value for w in at.warning)
+    at = on_page("admin", "users.py")
+    named = next(w.value for w in at.warning if "still sign in" in w.value)
+    assert "for them: admin, datastaff, supervisor, therapist." in named
+
+
 def test_therapist_recommend_tune_accept_and_change(demo_env):
     from recommender.web.ui import service
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import socket
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -83,6 +84,10 @@ def cmd_users(args) -> int:
     with _signed_in(service, args) as actor:
         if args.action == "list":
             print(service.list_users(actor).to_string(index=False))
+            if demo := service.published_password_accounts(actor):
+                print("warning: accounts still signing in with the password the README prints "
+                      f"for them: {', '.join(demo)}; disable them or reset their passwords before "
+                      "real patients' data is entered", file=sys.stderr)
             return 0
         if not args.username:
             raise UsageError(f"users {args.action} needs a USERNAME")

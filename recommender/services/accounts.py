@@ -12,6 +12,7 @@ from recommender.contract.validation import RowError
 from recommender.services.base import AccessControl, AuditedStore, InputRejected
 from recommender.services.identity import (
     MAX_FAILED_ATTEMPTS,
+    PUBLISHED_PASSWORDS,
     SYSTEM,
     Actor,
     SignInFailed,
@@ -227,6 +228,29 @@ class AccountService:
                                   "locked": u.locked, "failed_attempts": u.failed_attempts}
                                  for u in rows],
                                 columns=["username", "role", "active", "locked", "failed_attempts"])
+
+    def published_password_accounts(self, actor: Actor) -> list[str]:
+        """Enabled accounts that still sign in with the password the README prints for them
+        (the demo seeding's).  Anyone who has read it can sign in as them, so an installation
+        that kept the demo must disable them or reset their passwords before real patients'
+        data is entered; the users page and ``users list`` say so."""
+        self.access.require(actor, Action.MANAGE_USERS)
+        with self.store.read() as s:
+            rows = s.execute(select(User.username, User.password_hash).where(
+                User.username.in_(sorted(PUBLISHED_PASSWORDS)), User.active.is_(True))).all()
+        return sorted(name for name, stored in rows
+                      if verify_password(stored, PUBLISHED_PASSWORDS[name]))
+
+    def has_published_password(self, actor: Actor) -> bool:
+        """Whether the signed-in account's own password is the one the README prints for
+        it: the app then warns on every page that anyone can sign in as this account."""
+        actor = self.access.current(actor)
+        if actor.username not in PUBLISHED_PASSWORDS:
+            return False
+        with self.store.read() as s:
+            user = _find_user(s, actor.username)
+            stored = user.password_hash if user else None
+        return stored is not None and verify_password(stored, PUBLISHED_PASSWORDS[actor.username])
 
     def has_users(self) -> bool:
         with self.store.read() as s:

@@ -61,6 +61,8 @@ class ClinicService:
         self.authenticate, self.resume = a.authenticate, a.resume
         self.add_user, self.disable_user, self.enable_user = a.add_user, a.disable_user, a.enable_user
         self.reset_password, self.set_role, self.list_users = a.reset_password, a.set_role, a.list_users
+        self.published_password_accounts = a.published_password_accounts
+        self.has_published_password = a.has_published_password
         self.recover_admin = a.recover_admin
         # data
         self.import_file, self.training_frame, self.export_training = (

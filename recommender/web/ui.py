@@ -23,7 +23,7 @@ from recommender.services.permissions import PermissionDenied
 from recommender.services.sessions import SessionEnded
 from recommender.settings import get_settings
 from recommender.web.navigation import PAGES_DIR
-from recommender.web.wording import plain
+from recommender.web.wording import PUBLISHED_PASSWORD_WARNING, plain
 
 SESSION_COOKIE = "recommender_session"
 
@@ -79,6 +79,20 @@ def resume_from_cookie() -> Actor | None:
         return service().resume(token)
     except SessionEnded:
         return None
+
+
+def warn_if_published_password(current: Actor) -> None:
+    """On every page, while the signed-in account's password is the one the README prints
+    (checked once per session: a password hash check takes tens of milliseconds)."""
+    cached = st.session_state.get("published_password")
+    if cached is None or cached[0] != current.session_token:
+        try:
+            cached = (current.session_token, service().has_published_password(current))
+        except (SessionEnded, AuditUnavailable):
+            return  # the next run signs the user out
+        st.session_state["published_password"] = cached
+    if cached[1]:
+        st.warning(PUBLISHED_PASSWORD_WARNING, icon="⚠️")
 
 
 def write_cookie(token: str | None) -> None:

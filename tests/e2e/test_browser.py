@@ -40,6 +40,8 @@ def no_exception(page) -> None:
 @pytest.mark.parametrize("role", sorted(ROLE_PAGES))
 def test_every_page_of_every_role_opens_with_data(page, app_url, role):
     sign_in(page, app_url, USERNAMES[role])
+    # a demo account: its password is printed in the README, and the sidebar says so
+    expect(page.get_by_text("password is printed in the README")).to_be_visible()
     for spec in ROLE_PAGES[role]:
         if len(ROLE_PAGES[role]) > 1:  # a single page has no navigation menu
             page.get_by_role("link", name=spec.title).click()

@@ -508,6 +508,43 @@ def test_the_demo_seeding_alone_sets_a_demo_accounts_published_password(sqlite_s
                      demo_account=True)
 
 
+def test_demo_accounts_keeping_their_published_passwords_are_named_until_dealt_with(
+        sqlite_service, monkeypatch, capsys):
+    """An installation that kept the demo (RECOMMENDER_DEMO left on) has accounts anyone who
+    read the README can sign in to: the admin is told which, until each is disabled or reset;
+    an account of the same name with its own password is never named."""
+    from recommender.cli import main
+    from recommender.services.identity import PUBLISHED_PASSWORDS
+
+    svc, admin = sqlite_service, sqlite_service.actors["admin"]
+    svc.add_user(SYSTEM, "datastaff", "data_staff", PUBLISHED_PASSWORDS["datastaff"], demo_account=True)
+    # "therapist", "supervisor" and "admin" exist with the fixture's own password
+    assert svc.published_password_accounts(admin) == ["datastaff"]
+    demo = svc.sign_in("datastaff", PUBLISHED_PASSWORDS["datastaff"])
+    assert svc.has_published_password(demo)
+    assert not svc.has_published_password(svc.actors["therapist"])
+    assert not svc.has_published_password(admin)
+
+    monkeypatch.setenv("RECOMMENDER_DATABASE_URL", svc.db.url)
+    monkeypatch.setenv("RECOMMENDER_AUDIT_KEY_FILE", str(svc.audit.key_path))
+    monkeypatch.setenv("RECOMMENDER_AUDIT_HEAD_FILE", str(svc.audit.head_path))
+    monkeypatch.setenv("RECOMMENDER_PASSWORD", PASSWORD)
+    capsys.readouterr()
+    assert main(["users", "list", "--user", "admin"]) == 0
+    assert "password the README prints for them: datastaff;" in capsys.readouterr().err
+
+    svc.disable_user(admin, "datastaff")
+    assert svc.published_password_accounts(admin) == []
+    svc.enable_user(admin, "datastaff")
+    assert svc.published_password_accounts(admin) == ["datastaff"]
+    svc.reset_password(admin, "datastaff", "quiet-lantern-meadow-spoon")
+    assert svc.published_password_accounts(admin) == []
+    assert main(["users", "list", "--user", "admin"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    with pytest.raises(PermissionDenied):  # who keeps a published password is an admin's business
+        svc.published_password_accounts(svc.actors["supervisor"])
+
+
 # ---------------------------------------------------------------- 10. permission before validation
 
 

@@ -5,12 +5,14 @@ import streamlit as st
 from recommender.services.identity import MIN_PASSWORD_LENGTH
 from recommender.services.permissions import Role
 from recommender.web.ui import actor, service, show_refusal, text
-from recommender.web.wording import ROLE_LABELS
+from recommender.web.wording import ROLE_LABELS, published_accounts_warning
 
 svc, me = service(), actor()
 st.title("Users and roles")
 if flash := st.session_state.pop("users_flash", None):
     st.success(flash)
+if demo_accounts := svc.published_password_accounts(me):
+    st.warning(published_accounts_warning(demo_accounts), icon="⚠️")
 st.dataframe(svc.list_users(me), hide_index=True, key="us_table")
 roles = [r.value for r in Role]
 PASSWORD_HELP = (f"At least {MIN_PASSWORD_LENGTH} characters; a few unrelated words work well. "
