@@ -96,8 +96,11 @@ def test_a_demo_account_is_warned_on_every_page_and_the_admin_told_which(demo_en
     at.switch_page(page(ROLE_PAGES["therapist"][-1])).run()
     assert any("password is printed in the README" in w.value for w in at.warning)
     at = on_page("admin", "users.py")
-    named = next(w.value for w in at.warning if "still sign in" in w.value)
+    named = next(w.value for w in at.warning if "README prints for them" in w.value)
     assert "for them: admin, datastaff, supervisor, therapist." in named
+    table = at.dataframe[0].value
+    assert list(table.columns) == ["Username", "Role", "Enabled", "Locked", "Failed sign-ins"]
+    assert "Data staff" in set(table["Role"])
 
 
 def test_therapist_recommend_tune_accept_and_change(demo_env):

@@ -75,3 +75,14 @@ def test_every_bad_row_in_a_file_is_named_once(small_cohort):
     report = read_episodes(to_csv_bytes(frame), "training").report
     assert [str(e) for e in report.errors] == [
         "row 6, column 'sex': 'Female' — expected one of F, M, X"]
+
+
+def test_demo_seed_into_a_clinic_with_users_is_a_one_line_refusal(sqlite_service, capsys):
+    """Seeding the demo where a clinic already has users or episodes is refused (it would add
+    accounts with published passwords): one line naming why, no traceback, nothing added."""
+    before = set(sqlite_service.list_users(sqlite_service.actors["admin"])["username"])
+    assert main(["demo", "seed", "--database-url", sqlite_service.db.url]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: the database already has users or episodes")
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert set(sqlite_service.list_users(sqlite_service.actors["admin"])["username"]) == before

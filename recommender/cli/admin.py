@@ -174,7 +174,8 @@ def register(sub) -> None:
 
     def common(p: argparse.ArgumentParser, user: bool = True) -> None:
         p.add_argument("--database-url", default=None,
-                       help="default: $RECOMMENDER_DATABASE_URL, else SQLite under data/")
+                       help="default: $RECOMMENDER_DATABASE_URL, else SQLite in "
+                            "$RECOMMENDER_DATA_DIR (default ./data)")
         if user:
             p.add_argument("--user", default=None, help="account to act as")
 

@@ -53,5 +53,6 @@ def register(sub) -> None:
     p.add_argument("--exit-with-parent", type=int, default=None, metavar="PID",
                    help="stop (between jobs) when process PID is no longer the parent")
     p.add_argument("--database-url", default=None,
-                   help="default: $RECOMMENDER_DATABASE_URL, else SQLite under data/")
+                   help="default: $RECOMMENDER_DATABASE_URL, else SQLite in "
+                        "$RECOMMENDER_DATA_DIR (default ./data)")
     p.set_defaults(handler=cmd_worker)

@@ -49,8 +49,9 @@ DEMO_COURSE_PLAN = {"massage_sessions_per_week": 2, "muscle_training_sessions_pe
 Progress = Callable[[float, str], None]
 
 
-class NotEmpty(RuntimeError):
-    """The database already holds users or episodes: the demo is never seeded into it."""
+class NotEmpty(ValueError):
+    """The database already holds users or episodes: the demo is never seeded into it (a
+    refusal, which the CLI reports as one line, like any other)."""
 
 
 def seed_courses(service, intakes) -> None:

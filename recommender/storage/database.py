@@ -64,7 +64,7 @@ class DatabaseOutOfDate(RuntimeError):
 
 
 def database_url(url: str | None = None) -> str:
-    """The URL to use: explicit, else ``$RECOMMENDER_DATABASE_URL``, else SQLite under data/."""
+    """The URL to use: explicit, else ``$RECOMMENDER_DATABASE_URL``, else SQLite in the data directory."""
     if url:
         return url
     settings = get_settings()

@@ -24,19 +24,26 @@ EVIDENCE_TEXT = {"limited": "limited", "moderate": "moderate", "strong": "strong
 PAIN_SCALE_HELP = "Pain is rated 0–10 (0 no pain, 10 worst imaginable); a reduction of 2 points or 30 % matters to patients."
 INTERVAL_HELP = "9 in 10 patients like this one are expected to end up inside this range."
 PUBLISHED_PASSWORD_WARNING = (
-    "Demo account: its password is printed in the README, so anyone can sign in as it. Enter "
-    "no real patient's data until an administrator has disabled the demo accounts or reset "
-    "their passwords.")
+    "Demo account: its password is printed in the README, so anyone can sign in with it. "
+    "Enter no real patient's data until the demo accounts are disabled or their passwords "
+    "reset (an administrator's Users and roles page).")
 EVIDENCE_HELP = ("How many past patients of this clinic had a similar plan, and how close the plan is "
                  "to what patients like this one were given: strong, moderate or limited.")
 
 
 def published_accounts_warning(usernames: list[str]) -> str:
     """What the users page says while demo accounts keep the README's passwords."""
-    return (f"These accounts still sign in with the password the README prints for them: "
-            f"{', '.join(usernames)}. Anyone who has read it can sign in as them: disable them or "
-            "reset their passwords below before real patients' data is entered. (A clinic's own "
+    return (f"These enabled accounts still have the password the README prints for them: "
+            f"{', '.join(usernames)}. Anyone who has read it can sign in with them: disable them "
+            "or reset their passwords below before real patients' data is entered. (A clinic's own "
             "installation sets RECOMMENDER_DEMO=0, so no demo is seeded.)")
+
+
+def users_table(users: pd.DataFrame) -> pd.DataFrame:
+    """The accounts as the users page shows them: role labels, readable column names."""
+    shown = users.assign(role=users["role"].map(lambda r: ROLE_LABELS.get(r, r)))
+    return shown.rename(columns={"username": "Username", "role": "Role", "active": "Enabled",
+                                 "locked": "Locked", "failed_attempts": "Failed sign-ins"})
 
 
 def label(code: str | None) -> str:

@@ -5,7 +5,7 @@ import streamlit as st
 from recommender.services.identity import MIN_PASSWORD_LENGTH
 from recommender.services.permissions import Role
 from recommender.web.ui import actor, service, show_refusal, text
-from recommender.web.wording import ROLE_LABELS, published_accounts_warning
+from recommender.web.wording import ROLE_LABELS, published_accounts_warning, users_table
 
 svc, me = service(), actor()
 st.title("Users and roles")
@@ -13,7 +13,7 @@ if flash := st.session_state.pop("users_flash", None):
     st.success(flash)
 if demo_accounts := svc.published_password_accounts(me):
     st.warning(published_accounts_warning(demo_accounts), icon="⚠️")
-st.dataframe(svc.list_users(me), hide_index=True, key="us_table")
+st.dataframe(users_table(svc.list_users(me)), hide_index=True, key="us_table")
 roles = [r.value for r in Role]
 PASSWORD_HELP = (f"At least {MIN_PASSWORD_LENGTH} characters; a few unrelated words work well. "
                  "Not the username, not a common password.")
@@ -47,10 +47,16 @@ try:
         svc.set_role(me, who, new_role)
         st.session_state["users_flash"] = f"{text(who)} is now {ROLE_LABELS[new_role].lower()}."
         st.rerun()
-    new_pw = c3.text_input("New password", type="password", key="us_new_pw", help=PASSWORD_HELP)
-    if c3.button("Reset password", key="us_reset"):
-        svc.reset_password(me, who, new_pw)
-        st.session_state["users_flash"] = f"Password of {text(who)} reset; their sessions have ended."
-        st.rerun()
 except Exception as exc:  # noqa: BLE001
     show_refusal(exc)
+# A form sends the password typed so far even when focus left the field for its show/hide
+# button (Tab), and empties the field afterwards, so it is never given to the next user chosen.
+with c3.form("us_reset_form", clear_on_submit=True, border=False):
+    new_pw = st.text_input("New password", type="password", key="us_new_pw", help=PASSWORD_HELP)
+    if st.form_submit_button("Reset password"):
+        try:
+            svc.reset_password(me, who, new_pw)
+            st.session_state["users_flash"] = f"Password of {text(who)} reset; their sessions have ended."
+            st.rerun()
+        except Exception as exc:  # noqa: BLE001
+            show_refusal(exc)
