@@ -383,3 +383,13 @@ def test_data_staff_compares_a_new_version_with_the_current_one_on_the_same_pati
     table = next(d.value for d in at.dataframe if "policy value" in d.value.columns)
     assert list(table["model"])[1:] == ["current", "difference (same patients)"]
     assert any("cohort:" in c.value and "difference" in c.value for c in at.caption)
+
+
+def test_the_audit_export_says_it_holds_the_whole_trail_and_when_it_was_made(demo_env):
+    at = on_page("supervisor", "audit_log.py")
+    at.text_input(key="au_patient").input("DEMO-PHLEBITIS").run()
+    at.button(key="au_export").click().run()
+    no_exception(at)
+    assert at.button(key="au_export").label == "Prepare CSV export of the whole trail"
+    events = at.session_state["audit_csv"][1]
+    assert events > 0 and "events" in at.caption[0].value

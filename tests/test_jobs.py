@@ -133,8 +133,15 @@ def test_a_page_reports_each_ended_job_in_words():
 
     assert outcome(job("train", result={"version": 3})) == ("success", "Trained model version 3.")
     refused = {"passed": False, "message": "refused: only 3 followed-up episode(s)"}
-    assert outcome(job("promote", result=refused)) == ("error", f"Promotion gate: {refused['message']}")
-    assert outcome(job("promote", result=refused, force=True))[0] == "success"
+    assert outcome(job("promote", result=refused, version=2)) == (
+        "error", f"v2 was not promoted (promotion gate: {refused['message']})")
+    forced = outcome(job("promote", result=refused, version=2, force=True, reason="urgent fix"))
+    assert forced == ("success", "v2 was made current, forced with the reason “urgent fix” "
+                                 f"(promotion gate: {refused['message']})")
+    passed = {"passed": True, "message": "passes: no gate violations"}
+    assert outcome(job("promote", result=passed, version=2)) == (
+        "success", "v2 was made current (promotion gate: passes: no gate violations)")
+    assert outcome(job("rollback", result={"version": 1})) == ("success", "Rolled back: v1 was made current.")
     assert outcome(job("compare", result=refused))[0] == "warning"
     assert outcome(job("import", "failed", error="import failed: a.csv: 2 invalid row(s)\nrow 3 …")) == \
         ("error", "import failed: a.csv: 2 invalid row(s)")

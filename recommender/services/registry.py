@@ -383,8 +383,8 @@ class RegistryService:
                 f"95% CI {diff['ci_low']:+.2f} to {diff['ci_high']:+.2f}, on the same patients)")
         message = "; ".join(problems) or (
             f"passes: no gate violations; value {cand['estimate']:.2f} vs current "
-            f"{cur['estimate']:.2f} (difference {diff['estimate']:+.2f}, "
-            f"95% CI {diff['ci_low']:+.2f} to {diff['ci_high']:+.2f})")
+            f"{cur['estimate']:.2f}, not clearly below it (difference {diff['estimate']:+.2f}, "
+            f"95% CI {diff['ci_low']:+.2f} to {diff['ci_high']:+.2f}, which reaches zero)")
         return PromotionVerdict(
             not problems, violations, cand["estimate"], (cand["ci_low"], cand["ci_high"]),
             cur["estimate"], (cur["ci_low"], cur["ci_high"]),

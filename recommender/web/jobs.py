@@ -75,10 +75,15 @@ def outcome(job: JobView) -> tuple[str, str]:
     if kind is JobKind.COMPARE:
         return ("success" if r["passed"] else "warning"), f"Promotion gate would say: {r['message']}"
     if kind is JobKind.PROMOTE:
-        passed = r["passed"] or job.params.get("force")
-        return ("success" if passed else "error"), f"Promotion gate: {r['message']}"
+        version = job.params.get("version")
+        if job.params.get("force"):
+            return "success", (f"v{version} was made current, forced with the reason "
+                               f"“{job.params.get('reason', '')}” (promotion gate: {r['message']})")
+        if r["passed"]:
+            return "success", f"v{version} was made current (promotion gate: {r['message']})"
+        return "error", f"v{version} was not promoted (promotion gate: {r['message']})"
     if kind is JobKind.ROLLBACK:
-        return "success", f"Current model is now v{r['version']}."
+        return "success", f"Rolled back: v{r['version']} was made current."
     return "success", f"Imported {r['rows']} episode(s) (import {r['import_id']})."
 
 

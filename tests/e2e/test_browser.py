@@ -304,3 +304,17 @@ def test_admin_resets_a_password_typed_then_tabbed_away_from(page, app_url):
     settle(page)
     expect(page.get_by_role("textbox", name="New password")).to_have_value("")
 
+
+def test_a_refused_forced_promotion_leaves_no_tick_or_reason_behind(page, app_url):
+    """Force and reason are one form, emptied on submit: a ticked box once stayed ticked (with
+    its reason) for the next version chosen, which would then have been forced too."""
+    sign_in(page, app_url, "supervisor")
+    open_page(page, "Models")
+    settle(page)
+    page.get_by_text("Force despite the promotion gate").click()
+    page.get_by_role("button", name=re.compile(r"^Promote v\d+$")).click()
+    expect(page.get_by_text("forcing a promotion needs a reason")).to_be_visible()
+    settle(page)
+    expect(page.get_by_role("checkbox", name="Force despite the promotion gate")).not_to_be_checked()
+    expect(page.get_by_role("textbox", name="Reason (required to force)")).to_have_value("")
+

@@ -1,5 +1,6 @@
 """Supervisor: the audit log with filters, the chain-integrity badge, and CSV export."""
 
+import datetime as dt
 import tempfile
 from pathlib import Path
 
@@ -7,7 +8,7 @@ import streamlit as st
 
 from recommender.web.reports import filter_events
 from recommender.web.ui import actor, service, text
-from recommender.web.wording import local_times
+from recommender.web.wording import local_time, local_times
 
 svc, me = service(), actor()
 st.title("Audit log")
@@ -32,11 +33,15 @@ st.dataframe(shown.sort_values("seq", ascending=False).assign(ts=lambda f: local
              hide_index=True, key="au_table",
              column_order=["seq", "ts", "actor", "role", "action", "target", "reason", "after"],
              column_config={"ts": "time"})
-if st.button("Prepare CSV export", key="au_export"):
+# The export is the whole trail, never the filtered view: a verifier needs every event of the
+# chain to check it (README, audit trail).
+if st.button("Prepare CSV export of the whole trail", key="au_export",
+             help="Every event with its chain hashes, whatever the filters show, so it can be verified."):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "audit.csv"
-        svc.export_audit(me, path)
-        st.session_state["audit_csv"] = path.read_bytes()
+        n = svc.export_audit(me, path)
+        st.session_state["audit_csv"] = (path.read_bytes(), n, local_time(dt.datetime.now(dt.timezone.utc)))
 if "audit_csv" in st.session_state:
-    st.download_button("Download audit.csv", st.session_state["audit_csv"], file_name="audit.csv",
+    data, n, when = st.session_state["audit_csv"]
+    st.download_button(f"Download audit.csv ({n} events, prepared {when})", data, file_name="audit.csv",
                        mime="text/csv", key="au_download")

@@ -87,11 +87,15 @@ if compared is not None and compared.result:
     st.caption(verdict["message"])
 c1, c2 = st.columns(2)
 with c1:
-    if st.button(f"Request promotion of v{version}", key="promote"):
+    if st.button(f"Promote v{version} if the promotion gate passes it", key="promote",
+                 help="The gate evaluates it afresh on recorded episodes it was not trained on: no "
+                      "contraindicated plan, and a policy value not clearly below the current "
+                      "model's. A supervisor may force a promotion with a reason."):
         submit(svc, me, JobKind.PROMOTE, {"version": version, "force": False, "reason": ""})
     show_job(svc, me, JobKind.PROMOTE, f"Promoting v{version}", version=version)
 with c2:
-    reason = st.text_input("Reason for rollback", key="rollback_reason")
-    if st.button("Roll back to the previous model", key="rollback"):
-        submit(svc, me, JobKind.ROLLBACK, {"reason": reason})
+    with st.form("rollback_form", clear_on_submit=True, border=False):  # the reason never carries over
+        reason = st.text_input("Reason for rollback", key="rollback_reason")
+        if st.form_submit_button("Roll back to the previous model"):
+            submit(svc, me, JobKind.ROLLBACK, {"reason": reason})
     show_job(svc, me, JobKind.ROLLBACK, "Rolling back")

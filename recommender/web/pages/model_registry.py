@@ -23,8 +23,11 @@ version = int(st.selectbox("Version", list(versions["version"])[::-1], key="mr_v
 st.subheader(f"Model card of v{version}")
 for label_text, value in card_summary(svc.model_card(me, version)):
     st.text(f"{label_text}: {value}")
-force = st.checkbox("Force despite the promotion gate", key="mr_force")
-reason = st.text_input("Reason (required to force)", key="mr_reason")
-if st.button(f"Promote v{version}", key="mr_promote"):
-    submit(svc, me, JobKind.PROMOTE, {"version": version, "force": force, "reason": reason})
+# One form, emptied after each submit: a ticked "force" and its reason never carry over to
+# the next version promoted.
+with st.form("mr_promote_form", clear_on_submit=True):
+    force = st.checkbox("Force despite the promotion gate", key="mr_force")
+    reason = st.text_input("Reason (required to force)", key="mr_reason")
+    if st.form_submit_button(f"Promote v{version}"):
+        submit(svc, me, JobKind.PROMOTE, {"version": version, "force": force, "reason": reason})
 show_job(svc, me, JobKind.PROMOTE, f"Promoting v{version}", version=version)
