@@ -212,6 +212,26 @@ def test_import_is_all_or_nothing_and_export_round_trips(service, tmp_path):
                                   original[cols].sort_values("episode_id").reset_index(drop=True))
 
 
+def test_the_upload_page_learns_which_rows_are_already_imported_before_import(service):
+    """A file imported before once showed as valid with an Import button; only the import then
+    refused it.  The check the import makes is offered to the page first, row by row."""
+    from recommender.contract.csv_io import read_episodes, to_csv_bytes
+    from recommender.devtools.simulator import simulate
+    from recommender.services.permissions import PermissionDenied
+
+    staff = service.actors["data_staff"]
+    first, other = simulate(30, seed=41).episodes, simulate(30, seed=42).episodes
+    parsed = read_episodes(to_csv_bytes(first), "training")
+    assert service.already_imported(staff, parsed) == []
+    service.import_file(staff, to_csv_bytes(first.iloc[:10]), "part.csv")
+    clashes = service.already_imported(staff, parsed)
+    assert [(e.row, e.column, e.value) for e in clashes] == [
+        (i + 2, "episode_id", first["episode_id"].iloc[i]) for i in range(10)]  # file rows: header is row 1
+    assert service.already_imported(staff, read_episodes(to_csv_bytes(other), "training")) == []
+    with pytest.raises(PermissionDenied):
+        service.already_imported(service.actors["therapist"], parsed)
+
+
 def test_followup_flows_back_into_training(service, trained):
     episode = _new_episode(service, trained["cohort"], 3)
     rec_id, rec = service.recommend(service.actors["therapist"], episode)

@@ -105,13 +105,8 @@ class DataService:
                                                 "today or before 1900")
             raise InputRejected(f"{file_name}: {message}", errors)
         with self.store.write() as s:
-            codes = set(frame["episode_id"])
-            clash = set(s.execute(select(Episode.episode_code).where(Episode.episode_code.in_(codes))
-                                  ).scalars())
-            if clash:
-                errors = [RowError(int(r["_row"]), "episode_id", r["episode_id"],
-                                   "an episode_id not already in the database")
-                          for r in frame.to_dict("records") if r["episode_id"] in clash]
+            errors = _already_imported(s, frame)
+            if errors:
                 raise InputRejected(f"{file_name}: {len(errors)} episode(s) already imported; "
                                     "nothing was imported", errors)
             imp = DataImport(file_name=file_name, file_sha256=digest, kind=kind,
@@ -122,6 +117,14 @@ class DataService:
             self.store.log(s, actor, "import", f"file:{file_name}", None,
                       {"import_id": imp.id, "sha256": digest, "rows": len(frame), "kind": kind})
             return imp.id, parsed
+
+    def already_imported(self, actor: Actor, parsed: EpisodeFile) -> list[RowError]:
+        """The rows of a checked file whose episode id is already in the database, so the
+        upload page can say the import would be refused before anyone presses Import (read
+        only: the import checks again in its own transaction)."""
+        self.access.require(actor, Action.IMPORT)
+        with self.store.read() as s:
+            return _already_imported(s, parsed.frame)
 
     def _record_rejected_import(self, actor: Actor, file_name: str, digest: str, kind: str,
                                 parsed: EpisodeFile, reason: str | None = None) -> None:
@@ -218,3 +221,10 @@ class DataService:
                       {"rows": len(frame), "sha256": hashlib.sha256(data).hexdigest()})
         return len(frame)
 
+
+def _already_imported(s, frame: pd.DataFrame) -> list[RowError]:
+    """One error per row of ``frame`` whose episode id the database already holds."""
+    codes = set(frame["episode_id"])
+    clash = set(s.execute(select(Episode.episode_code).where(Episode.episode_code.in_(codes))).scalars())
+    return [RowError(int(r["_row"]), "episode_id", r["episode_id"], "an episode_id not already in the database")
+            for r in frame.to_dict("records") if r["episode_id"] in clash]

@@ -67,6 +67,7 @@ class ClinicService:
         # data
         self.import_file, self.training_frame, self.export_training = (
             d.import_file, d.training_frame, d.export_training)
+        self.already_imported = d.already_imported
         # registry
         self.current_version, self.current_model, self.train = r.current_version, r.current_model, r.train
         self.evaluate_version, self.compare_with_current = r.evaluate_version, r.compare_with_current

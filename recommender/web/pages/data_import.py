@@ -55,6 +55,11 @@ if len(data) <= INLINE_CHECK_MAX_BYTES:
         if refusal[1]:
             st.dataframe(errors_table(refusal[1]), hide_index=True)
         st.stop()
+    if clashes := svc.already_imported(me, parsed):
+        st.error(f"{name}: {len(clashes)} episode(s) already imported; the import would refuse "
+                 "the file and import nothing.")
+        st.dataframe(errors_table(clashes), hide_index=True)
+        st.stop()
     st.success(f"{name}: {parsed.report.n_rows} valid row(s) (sha256 {digest}…)")
 else:
     st.info(f"{name}: {len(data) / 1e6:.1f} MB (sha256 {digest}…) — every cell is checked when "
