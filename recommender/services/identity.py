@@ -104,6 +104,12 @@ def hash_password(password: str, username: str, demo_account: bool = False) -> s
     return HASHER.hash(password)
 
 
+def is_published_password(username: str, stored_hash: str | None) -> bool:
+    """Whether an account's stored hash is of the password the README prints for it."""
+    printed = PUBLISHED_PASSWORDS.get(username)
+    return printed is not None and stored_hash is not None and verify_password(stored_hash, printed)
+
+
 def verify_password(stored_hash: str | None, password: str) -> bool:
     """Constant work whether or not the user exists."""
     try:

@@ -13,7 +13,8 @@ if flash := st.session_state.pop("users_flash", None):
     st.success(flash)
 if demo_accounts := svc.published_password_accounts(me):
     st.warning(published_accounts_warning(demo_accounts), icon="⚠️")
-st.dataframe(users_table(svc.list_users(me)), hide_index=True, key="us_table")
+accounts = svc.list_users(me)  # read once per run: every change below reruns the page
+st.dataframe(users_table(accounts), hide_index=True, key="us_table")
 roles = [r.value for r in Role]
 PASSWORD_HELP = (f"At least {MIN_PASSWORD_LENGTH} characters; a few unrelated words work well. "
                  "Not the username, not a common password.")
@@ -30,7 +31,7 @@ with st.form("add_user"):
         except Exception as exc:  # noqa: BLE001
             show_refusal(exc)
 st.markdown("**Change a user**")
-users = list(svc.list_users(me)["username"])
+users = list(accounts["username"])
 who = st.selectbox("User", users, key="us_who")
 c1, c2, c3 = st.columns(3)
 try:
