@@ -41,6 +41,10 @@ def _signed_in(service, args) -> Iterator[Actor]:
     """A session for this one command, ended when it finishes."""
     actor = service.sign_in(args.user, _password(args))
     try:
+        if service.has_published_password(actor):  # as the app's sidebar does, on every command
+            print(f"warning: {args.user} signs in with the password the README prints for it, so "
+                  "anyone can; disable the demo accounts or reset their passwords (users "
+                  "reset-password) before real patients' data is entered", file=sys.stderr)
         yield actor
     finally:
         service.sign_out(actor)

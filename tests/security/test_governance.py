@@ -532,6 +532,13 @@ def test_demo_accounts_keeping_their_published_passwords_are_named_until_dealt_w
     capsys.readouterr()
     assert main(["users", "list", "--user", "admin"]) == 0
     assert "password the README prints for them: datastaff;" in capsys.readouterr().err
+    # every signed-in command run as the demo account itself says so, as the app's sidebar does
+    monkeypatch.setenv("RECOMMENDER_PASSWORD", PUBLISHED_PASSWORDS["datastaff"])
+    assert main(["models", "list", "--user", "datastaff"]) == 0
+    assert "datastaff signs in with the password the README prints" in capsys.readouterr().err
+    monkeypatch.setenv("RECOMMENDER_PASSWORD", PASSWORD)
+    assert main(["models", "list", "--user", "supervisor"]) == 0  # its own password: no warning
+    assert "README" not in capsys.readouterr().err
 
     svc.disable_user(admin, "datastaff")
     assert svc.published_password_accounts(admin) == []
