@@ -144,4 +144,17 @@ def test_a_page_reports_each_ended_job_in_words():
     assert outcome(job("rollback", result={"version": 1})) == ("success", "Rolled back: v1 was made current.")
     assert outcome(job("compare", result=refused))[0] == "warning"
     assert outcome(job("import", "failed", error="import failed: a.csv: 2 invalid row(s)\nrow 3 …")) == \
-        ("error", "import failed: a.csv: 2 invalid row(s)")
+        ("error", "Import failed: a.csv: 2 invalid row(s)")
+
+
+@pytest.mark.parametrize(("message", "shown"), [
+    ("a rollback needs a reason", "A rollback needs a reason"),
+    ("episodes.csv: 2 invalid row(s)", "episodes.csv: 2 invalid row(s)"),  # a file name is data
+    ("'anna' is not locked", "'anna' is not locked"),
+    ("v3 is not a candidate", "v3 is not a candidate"),
+    ("", ""),
+])
+def test_refusals_read_as_sentences_without_changing_data(message, shown):
+    from recommender.web.wording import sentence
+
+    assert sentence(message) == shown

@@ -20,7 +20,7 @@ from recommender.services.identity import Actor
 from recommender.services.jobs import JobKind, JobState, JobView
 from recommender.settings import get_settings
 from recommender.web.ui import actor, service, show_refusal
-from recommender.web.wording import local_time, plain
+from recommender.web.wording import local_time, plain, sentence
 
 POLL_SECONDS = 1.0
 # How often one app process may probe the worker lock (a probe is a database round trip).
@@ -66,7 +66,7 @@ def outcome(job: JobView) -> tuple[str, str]:
     """How an ended job is reported: a Streamlit message kind and the text."""
     r = job.result or {}
     if job.state == JobState.FAILED.value:
-        return "error", job.error.splitlines()[0] if job.error else f"{job.kind} failed"
+        return "error", sentence(job.error.splitlines()[0]) if job.error else f"{job.kind} failed"
     kind = JobKind(job.kind)
     if kind is JobKind.TRAIN:
         return "success", f"Trained model version {r['version']}."

@@ -23,7 +23,7 @@ from recommender.services.permissions import PermissionDenied
 from recommender.services.sessions import SessionEnded
 from recommender.settings import get_settings
 from recommender.web.navigation import PAGES_DIR
-from recommender.web.wording import PUBLISHED_PASSWORD_WARNING, plain
+from recommender.web.wording import PUBLISHED_PASSWORD_WARNING, plain, sentence
 
 SESSION_COOKIE = "recommender_session"
 
@@ -122,11 +122,11 @@ def show_refusal(exc: Exception) -> None:
     elif isinstance(exc, PermissionDenied):
         st.error(f"Not allowed: {plain(exc)}")
     elif isinstance(exc, InputRejected):
-        st.error(plain(exc))
+        st.error(plain(sentence(exc)))
         if exc.errors:
             st.dataframe(errors_table(exc.errors), hide_index=True)
     elif isinstance(exc, (ValueError, AuditUnavailable, GateViolation)):
-        st.error(plain(exc))
+        st.error(plain(sentence(exc)))
     else:
         raise exc
 

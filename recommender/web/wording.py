@@ -94,6 +94,15 @@ def signed(difference: float) -> str:
     return f"{rounded + 0.0:+.1f}" if rounded else "±0.0"
 
 
+def sentence(message: object) -> str:
+    """A refusal as a sentence: its first word capitalised when it is a plain lower-case word
+    (the services write "a rollback needs a reason"); a message that opens with a file name,
+    a quoted username or a version is left as it is, since those are data."""
+    text = str(message)
+    first = text.split(" ", 1)[0]
+    return text[:1].upper() + text[1:] if first.isascii() and first.isalpha() and first.islower() else text
+
+
 def plain(value: object) -> str:
     """User or file data made inert for Streamlit's Markdown: every Markdown punctuation mark is
     backslash-escaped (it renders as itself) and autolinks (``://``, ``www.``, ``@``) are broken
