@@ -29,13 +29,24 @@ def test_render_one_row_per_scenario_in_history_order():
     results = [_result("small_confounded", 1, 0.6), _result("small_confounded", 0, 0.4),
                _result("tiny_clinic", 0, 0.5)]
     text = render(results, {"date": "2026-12-03", "cores": 2, "cpu": "x", "python": "3.11",
-                            "scikit-learn": "1.9"}, "python benchmarks/bench_seeds.py", 2)
+                            "scikit-learn": "1.9"}, "python benchmarks/bench_seeds.py", 2, 2)
     rows = [line for line in text.splitlines() if line.startswith("| small_confounded")]
     assert len(rows) == 1
     assert "0.500 ± 0.141 [0.400, 0.600]" in rows[0]
     assert rows[0].endswith("`model0 (0)`; `model1 (0)` |")  # histories in order
-    assert "| tiny_clinic | 1,500 | 0.500 ± 0.000 [0.500, 0.500]" in text
+    assert "| tiny_clinic | 1,500 | 1 | 0.500 ± 0.000 [0.500, 0.500]" in text
+    assert "| small_confounded | 1,500 | 2 | " in text  # the histories each figure is over
     assert "large_clinic" not in text  # scenarios not run are left out
+
+
+def test_thin_clinics_get_more_histories():
+    from bench_seeds import SMALL_CLINIC, histories
+
+    from recommender.devtools.simulator import SCENARIOS
+
+    assert SCENARIOS["tiny_clinic"].default_episodes <= SMALL_CLINIC < SCENARIOS["large_clinic"].default_episodes
+    assert histories("tiny_clinic", 3, 10) == 10
+    assert histories("large_clinic", 3, 10) == 3
 
 
 def test_choose_caution_takes_the_least_harmful_setting_the_data_cannot_tell_from_the_best():
