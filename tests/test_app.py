@@ -157,6 +157,47 @@ def test_phlebitis_patient_has_massage_locked(demo_env):
     assert any("phlebitis" in c.value for c in at.caption)
 
 
+def test_a_plan_recommended_before_a_visit_found_a_contraindication_is_not_shown_as_current(demo_env):
+    """The plan page keeps a recommendation while the therapist works; a visit recorded
+    meanwhile (another tab, a colleague) that finds an infectious disease makes a massage
+    plan unsafe: the page drops it and asks to recommend again, which gives no massage."""
+    import datetime as dt
+
+    from recommender.devtools.simulator import simulate
+    from recommender.web.ui import service
+    from tests.conftest import intake_dict
+
+    me, today = signed_in("therapist"), dt.date.today()
+    cohort = simulate(3, seed=41)
+    service().save_intake(me, intake_dict(
+        cohort, 0, episode_id="W-STALE-1", patient_id="P-STALE", heart_condition="false",
+        infectious_disease="false", phlebitis="false", inflamed_skin_regions="", infected_regions="",
+        fever="false", deep_vein_thrombosis="false", anticoagulant_therapy="false",
+        recent_fracture_regions="", intake_date=(today - dt.timedelta(days=3)).isoformat()))
+    rec_id, rec = service().recommend(me, "W-STALE-1")  # visits need an accepted plan
+    service().accept(me, rec_id, rec.best.plan)
+    at = on_page("therapist", "plan.py")
+    next(t for t in at.text_input if t.label == "Search any episode or patient id").input("W-STALE-1").run()
+    at.button(key="recommend").click().run()
+    assert any(h.value == "Recommended plan" for h in at.subheader)
+    assert next(s for s in at.select_slider if s.label == "Massage sessions / week").options != ["0"]
+
+    service().record_visit(me, "W-STALE-1", {
+        "visit_date": today.isoformat(), "kind": "session", "pain_score": 6, "discomfort": 2,
+        "massage_intensity": "none", "training_given": True, "exercise_days_last_week": 2,
+        "adverse_event": False, "note": "", "infectious_disease": True})
+    at.run()
+    no_exception(at)
+    assert any("changed after this plan was recommended" in i.value for i in at.info)
+    assert not any(h.value == "Recommended plan" for h in at.subheader)
+    assert not any(s.label == "Massage sessions / week" for s in at.select_slider)
+    at.button(key="recommend").click().run()
+    assert any(t.value == "Massage: none" for t in at.text)
+    sessions = next(s for s in at.select_slider if s.label == "Massage sessions / week")
+    assert sessions.options == ["0"] and sessions.disabled
+    assert any("infectious" in t.value for t in at.text if t.value.startswith("Contraindications"))
+
+
 def test_the_discomfort_cap_limits_tuning_on_the_plan_page(demo_env):
     """The demo patient's accepted plan has firm massage, which hurt twice: the plan page says
     so, offers no intensity above the cap, and does not start tuning from the capped plan."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import hashlib
 import json
 import numbers
 
@@ -222,6 +223,17 @@ class ClinicalService:
         actor = self.access.require(actor, Action.VIEW_PATIENTS, f"episode:{episode_code}")
         with self.store.read() as s:
             return self.episode_state(s, self._episode(s, episode_code)).cap
+
+    def state_digest(self, actor: Actor, episode_code: str) -> str:
+        """A fingerprint of what a recommendation for the episode is made from: the patient as
+        they are now (pain, contraindications found at visits) and the discomfort cap.  A page
+        holding a recommendation made under another digest must not show it as current."""
+        actor = self.access.require(actor, Action.VIEW_PATIENTS, f"episode:{episode_code}")
+        with self.store.read() as s:
+            state = self.episode_state(s, self._episode(s, episode_code))
+        now = {k: sorted(v) if isinstance(v, (set, frozenset)) else v for k, v in state.now.items()}
+        payload = {"now": now, "cap": None if state.cap is None else state.cap.as_dict()}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
     def recommend(self, actor: Actor, episode_code: str) -> tuple[int, Recommendation]:
         """Recommend for a stored episode, from the patient's state now, and record it."""

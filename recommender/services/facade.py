@@ -81,6 +81,7 @@ class ClinicService:
         self.find_episodes, self.typed_intake, self.recommend = c.find_episodes, c.typed_intake, c.recommend
         self.tune, self.accept, self.record_followup = c.tune, c.accept, c.record_followup
         self.current_decision, self.review, self.discomfort_cap = c.current_decision, c.review, c.discomfort_cap
+        self.state_digest = c.state_digest
         # course of care
         v = self.care
         self.record_visit, self.correct_visit, self.progress = v.record_visit, v.correct_visit, v.progress

@@ -129,12 +129,17 @@ cap = svc.discomfort_cap(me, episode)
 if cap is not None:
     st.warning(f"Massage capped: {cap.message} ({cap.rule_id})", icon="🔻")
 recs = st.session_state.setdefault("recommendations", {})
+digest = svc.state_digest(me, episode)
+if episode in recs and recs[episode][2] != digest:  # a visit changed the patient since
+    del recs[episode]
+    st.info("The patient's record changed after this plan was recommended (a visit, a new "
+            "contraindication or the discomfort rule): recommend again.")
 if episode not in recs:
     slot = st.empty()  # the button goes once the plan is there: drawn in this same run, not a rerun
     if slot.button("Recommend a plan", type="primary", key="recommend"):
         try:
             with st.spinner("Scoring every allowed plan for this patient…"):
-                recs[episode] = svc.recommend(me, episode)
+                recs[episode] = (*svc.recommend(me, episode), digest)
             slot.empty()
         except Exception as exc:  # noqa: BLE001 - shown to the user, nothing is stored
             show_refusal(exc)
@@ -148,7 +153,7 @@ if episode not in recs:
             open_patient(episode)
     st.stop()
 
-rec_id, rec = recs[episode]
+rec_id, rec, _ = recs[episode]
 best = rec.best
 left, right = st.columns([2, 1])
 with right:
