@@ -237,6 +237,12 @@ def test_fhir_bundle_carries_pain_scores_as_loinc_observations_of_the_care_plan(
     with pytest.raises(ValidationError):  # a score that is not an integer is refused
         Observation.model_validate({**observations[0], "valueInteger": "seven"})
     assert care_bundle("E 1", "P-1", PLAN, gate.evaluate(CLEAN), []).entry[0].resource.id == plan["id"]
+    # a follow-up may record a half point (the contract's follow-up score is a number): kept as is
+    half = json.loads(care_bundle_json("E 1", "P-1", PLAN, gate.evaluate(CLEAN),
+                                       [PainScore(dt.date(2026, 3, 2), 3.5, "followup:1")]))
+    Bundle.model_validate(half)
+    obs = half["entry"][1]["resource"]
+    assert "valueInteger" not in obs and obs["valueQuantity"]["value"] == 3.5
 
 
 def test_fhir_validation_rejects_a_malformed_care_plan():

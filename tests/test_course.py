@@ -205,9 +205,14 @@ def test_a_second_followup_is_a_correction_with_a_reason(service, trained):
     me = service.actors["therapist"]
     in_care(service, trained, "E-FU", plan_with("moderate"))
     service.record_followup(me, "E-FU", {"followup_pain_score": 3})
+    progress = service.progress(me, "E-FU")  # the course of care shows the follow-up's score
+    assert progress.ended and progress.pain_now == 3
+    assert progress.pain_scores()[-1].score == 3 and progress.pain_scores()[-1].source.startswith("followup:")
+    assert 3 in progress.chart_frame()["observed pain"].tolist()
     with pytest.raises(InputRejected, match="already has a follow-up"):
         service.record_followup(me, "E-FU", {"followup_pain_score": 5})
     service.record_followup(me, "E-FU", {"followup_pain_score": 5}, correction_reason="typo")
+    assert service.progress(me, "E-FU").pain_now == 5  # the corrected one counts
     events = service.audit_events(service.actors["supervisor"]).to_dict("records")
     corrected = [e for e in events if e["action"] == "followup_corrected"]
     assert len(corrected) == 1 and corrected[0]["reason"] == "typo"

@@ -37,7 +37,7 @@ class PainScore(NamedTuple):
     """One pain score to report: when, the score, and the clinic's id of its record."""
 
     day: dt.date
-    score: int
+    score: float  # NRS 0–10; a follow-up may record a half point
     source: str  # e.g. "intake" or "visit:12"
 
 
@@ -133,7 +133,8 @@ def pain_observation(episode_id: str, patient_id: str, score: PainScore) -> Obse
                              "display": PAIN_SEVERITY_NRS[1]}], "text": "Pain (0-10)"},
         "subject": {"identifier": {"system": PATIENT_SYSTEM, "value": patient_id}, "display": patient_id},
         "effectiveDateTime": score.day.isoformat(),
-        "valueInteger": int(score.score),
+        **({"valueInteger": int(score.score)} if float(score.score).is_integer()
+           else {"valueQuantity": {"value": float(score.score), "unit": "score"}}),
     })
 
 

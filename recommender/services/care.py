@@ -90,21 +90,32 @@ class Progress:
     ended: bool
     intake_day: dt.date  # the intake date, or the day the episode was entered
     gate_now: gate.GateDecision  # the gate on the patient as they are now
+    followup: PainScore | None = None  # the follow-up's pain score, once recorded
 
     def pain_scores(self) -> list[PainScore]:
-        """Every pain score that counts, for the FHIR export: intake, then each visit."""
+        """Every pain score that counts, for the FHIR export: intake, each visit, follow-up."""
         return [PainScore(self.intake_day, int(self.baseline_pain), "intake")] + [
-            PainScore(v.visit_date, v.pain_score, f"visit:{v.id}") for v in self.visits]
+            PainScore(v.visit_date, v.pain_score, f"visit:{v.id}") for v in self.visits] + (
+            [self.followup] if self.followup else [])
+
+    @property
+    def pain_now(self) -> float:
+        """The latest pain score: the follow-up's, else the last visit's, else the intake's."""
+        if self.followup is not None:
+            return float(self.followup.score)
+        return float(self.visits[-1].pain_score) if self.visits else self.baseline_pain
 
     def chart_frame(self) -> pd.DataFrame:
         """Observed pain by visit date beside the predicted path (expected, low, high)."""
         days = sorted({v.visit_date for v in self.visits}
-                      | {d for seg in self.path for d in (seg.start, seg.end)})
+                      | {d for seg in self.path for d in (seg.start, seg.end)}
+                      | ({self.followup.day} if self.followup else set()))
         rows = []
         for day in days:
             segment = next((seg for seg in reversed(self.path) if seg.start <= day), None)
             expected = segment.at(day) if segment else (np.nan, np.nan, np.nan)
-            observed = [v.pain_score for v in self.visits if v.visit_date == day]
+            observed = [v.pain_score for v in self.visits if v.visit_date == day] + (
+                [self.followup.score] if self.followup and self.followup.day == day else [])
             rows.append({"date": day, "observed pain": observed[-1] if observed else np.nan,
                          "expected pain": expected[0], "likely best": expected[1],
                          "likely worst": expected[2]})
@@ -290,12 +301,16 @@ class CareService:
             reviews = {r.id for r in s.execute(select(RecommendationRecord).where(
                 RecommendationRecord.episode_id == episode.id,
                 RecommendationRecord.visit_id.is_not(None))).scalars()}
-            ended = bool(s.execute(select(FollowUp.id).where(FollowUp.episode_id == episode.id)).first())
+            followup = s.execute(select(FollowUp).where(FollowUp.episode_id == episode.id)).scalar()
             entered = clinic_day(episode.created_at)
-        return self._progress(episode_code, patient, state, records, decisions, reviews, ended, entered)
+        score = None if followup is None else (followup.outcome or {}).get("followup_pain_score")
+        final = (None if followup is None or followup.lost_to_followup or score in (None, "")
+                 else PainScore(clinic_day(followup.recorded_at), score, f"followup:{followup.id}"))
+        return self._progress(episode_code, patient, state, records, decisions, reviews,
+                              followup is not None, entered, final)
 
     def _progress(self, episode_code, patient, state, records, decisions, reviews, ended,
-                  entered: dt.date) -> Progress:
+                  entered: dt.date, followup: PainScore | None = None) -> Progress:
         visits = state.visits
         baseline = float(state.intake["pain_score"])
         plans = [PlanChange(d.id, Plan(**d.accepted_plan), d.decided_by, d.decided_at,
@@ -314,7 +329,8 @@ class CareService:
             adherence=course.adherence(plan, visits), plans=plans, path=path, cap=state.cap,
             due=(course.Due() if ended else
                  course.due(clinic_today(), plan, start, state.now, visits, gate_now)),
-            ended=ended, gate_now=gate_now, intake_day=first_day(state.intake, entered))
+            ended=ended, gate_now=gate_now, intake_day=first_day(state.intake, entered),
+            followup=followup)
 
     def day_list(self, actor: Actor, everyone: bool = False) -> pd.DataFrame:
         """Open episodes (the actor's own, or all with ``everyone``): flagged patients first,

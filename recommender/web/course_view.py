@@ -37,8 +37,12 @@ def episode_choices(found: list[str], opened: str | None, query: str,
     return options, index
 
 
+OBSERVED_COLOUR = "#c0392b"
+
+
 def pain_chart(progress: Progress) -> alt.LayerChart:
-    """Observed pain at each visit over the likely range and expected path of the plan(s)."""
+    """Observed pain at each visit (and the follow-up) over the likely range and expected path
+    of the plan(s)."""
     data = progress.chart_frame()
     data["date"] = pd.to_datetime(data["date"])
     base = alt.Chart(data).encode(x=alt.X("date:T", title="Date"))
@@ -47,8 +51,8 @@ def pain_chart(progress: Progress) -> alt.LayerChart:
         y=alt.Y("likely best:Q", scale=scale, title="Pain (0–10)"), y2="likely worst:Q",
         tooltip=["date:T", "likely best:Q", "likely worst:Q"])
     expected = base.mark_line(strokeDash=[6, 4]).encode(y=alt.Y("expected pain:Q", scale=scale))
-    observed = base.transform_filter("isValid(datum['observed pain'])").mark_line(
-        point=True, color="#c0392b").encode(y=alt.Y("observed pain:Q", scale=scale),
+    observed = base.transform_filter("isValid(datum['observed pain'])").mark_line(  # a lone point red too
+        point=alt.OverlayMarkDef(color=OBSERVED_COLOUR), color=OBSERVED_COLOUR).encode(y=alt.Y("observed pain:Q", scale=scale),
                                            tooltip=["date:T", "observed pain:Q"])
     return alt.layer(band, expected, observed)
 

@@ -59,10 +59,12 @@ if progress.ended:
 elif progress.due.review_due:
     st.warning("Review due: " + "; ".join(progress.due.review_reasons))
 
-now = progress.visits[-1].pain_score if progress.visits else progress.baseline_pain
+now = progress.pain_now
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("Pain at intake", f"{progress.baseline_pain:.0f}/10", help=PAIN_SCALE_HELP)
-m2.metric("Pain now", f"{now:.0f}/10", f"{now - progress.baseline_pain:+.0f}", delta_color="inverse")
+change = now - progress.baseline_pain
+m2.metric("Pain at follow-up" if progress.followup else "Pain now", f"{now:g}/10",
+          f"{change:+g}" if change else "±0", delta_color="inverse" if change else "off")
 m3.metric("Visits", len(progress.visits))
 m4.metric("Own exercise done", "—" if progress.adherence is None else f"{progress.adherence:.0%}",
           help="Share of the planned own-exercise days reported at visits.")
@@ -70,7 +72,7 @@ st.caption("Current plan: " + "; ".join(plan_lines(progress.plan)))
 
 if progress.visits or progress.path:
     st.altair_chart(pain_chart(progress), use_container_width=True)
-    st.caption("Red: pain at each visit. Dashed: the pain the accepted plan predicted, with its likely "
+    st.caption("Red: pain at each visit" + (" and at follow-up" if progress.followup else "") + ". Dashed: the pain the accepted plan predicted, with its likely "
                "range (shaded; " + INTERVAL_HELP.lower().rstrip(".") + ") — drawn as a straight "
                "path to the end of the programme, the only point the model predicts.")
 if not discomfort_frame(progress).empty:
