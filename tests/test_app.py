@@ -144,6 +144,11 @@ def test_therapist_recommend_tune_accept_and_change(demo_env):
     assert len(mine) == 2 and mine["supersedes_decision"].notna().sum() == 1
     banner = next(s.value for s in at.success if "Accepted plan (decision" in s.value)
     assert f"decision {int(mine['decision_id'].max())}" in banner
+    # one "tune" per slider the therapist moved: none for the redraw after each accept, which
+    # starts tuning from the accepted plan (it once logged a tune nobody made)
+    events = service().audit_events(supervisor)
+    tunes = events[(events["action"] == "tune") & (events["target"] == "episode:DEMO-0002")]
+    assert len(tunes) == 2, tunes[["seq", "after"]].to_string()
 
 
 def test_phlebitis_patient_has_massage_locked(demo_env):

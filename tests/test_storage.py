@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import re
 import threading
 
@@ -160,8 +162,15 @@ def test_recommend_accept_is_idempotent_and_override_needs_reason(service, train
         rows = s.execute(select(Decision).order_by(Decision.id)).scalars().all()
     assert [d.id for d in rows] == [first, second] and rows[1].supersedes_id == first
     assert service.current_decision(service.actors["therapist"], episode)["decision_id"] == second
-    actions = list(service.audit_events(service.actors["supervisor"])["action"])
+    events = service.audit_events(service.actors["supervisor"])
+    actions = list(events["action"])
     assert actions.count("accept") == 1 and actions.count("override") == 1
+    # each decision's event names the recommendation, model and rules it came from
+    version = service.current_version().version
+    for action in ("accept", "override"):
+        after = json.loads(events[events["action"] == action]["after"].iloc[-1])
+        assert after["recommendation_id"] == rec_id and after["model_version"] == version
+        assert after["ruleset_version"] == rec.ruleset_version
 
 
 def test_contraindicated_plan_cannot_be_accepted(service, trained):

@@ -443,7 +443,11 @@ class ClinicalService:
                 why = PLAN_CHANGE_REASONS[change_code] + (f": {change_reason}" if change_reason else "")
                 reason = f"changes decision {active.id}: {why}" + (f"; {reason}" if reason else "")
             self.store.log(s, actor, "override" if diff else "accept", f"episode:{episode.episode_code}",
-                           before, {"plan": accepted, "decision_id": decision.id, "differences": diff},
+                           before, {"plan": accepted, "decision_id": decision.id, "differences": diff,
+                                    # which recommendation, by which model and rules: an audit of
+                                    # the decision must not need the oversight export to say so
+                                    "recommendation_id": rec.id, "model_version": rec.model_version,
+                                    "ruleset_version": decision_gate.ruleset_version},
                            reason=reason)
             return decision.id
 

@@ -224,8 +224,11 @@ def tune_and_accept() -> None:
         plan = build_plan(sessions, intensity if sessions else "none", training, exercise, minutes, weeks)
         changed = differs(best.plan, plan)
         audited = st.session_state.setdefault("tuned", {})
-        tuned = svc.tune(me, episode, plan, audit=changed != [] and audited.get(k) != plan)
-        if changed:
+        # audited when the therapist moved a control: not for the plan tuning starts from (after
+        # an accept that is the accepted plan, which once logged a "tune" nobody made)
+        moved = plan != start and audited.get(k) != plan
+        tuned = svc.tune(me, episode, plan, audit=moved)
+        if moved:
             audited[k] = plan
         m1, m2, m3 = st.columns(3)
         diff = signed(tuned.predicted_reduction - best.predicted_reduction)
