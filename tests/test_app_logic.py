@@ -286,6 +286,24 @@ def test_audit_filters():
     assert list(filter_events(events, patient="e-7")["seq"]) == [2]
 
 
+def test_audit_filter_days_are_the_clinics_and_a_patient_id_finds_their_episodes_trail():
+    events = pd.DataFrame({
+        "seq": [1, 2, 3, 4],
+        # 23:30 UTC on 1 Jan is already 2 Jan at UTC+14 (Kiritimati), as the table shows it
+        "ts": ["2026-01-01T23:30:00+00:00", "2026-01-01T08:00:00+00:00",
+               "2026-01-03T09:00:00.123456+00:00", "2026-01-04T09:00:00+00:00"],
+        "actor": ["ann"] * 4, "action": ["intake", "login", "recommend", "visit"],
+        "target": ["episode:W-1", "user:ann", "episode:W-1", "episode:W-2"],
+        "after": ['{"patient_id": "P-HEART", "episode_id": "W-1"}', None, '{"plan": {}}', "{}"],
+    })
+    day = dt.date(2026, 1, 2)
+    assert list(filter_events(events, day, day, zone="Pacific/Kiritimati")["seq"]) == [1]
+    assert list(filter_events(events, day, day)["seq"]) == []  # in UTC it is 1 January
+    # the patient id is only in the intake; the recommendation on that episode is theirs too
+    assert list(filter_events(events, patient="p-heart")["seq"]) == [1, 3]
+    assert list(filter_events(events, start=dt.date(2026, 1, 3), patient="P-HEART")["seq"]) == [3]
+
+
 def test_idle_rule():
     assert is_idle(0.0, 1000.0, 900.0) and not is_idle(500.0, 1000.0, 900.0)
     assert not is_idle(None, 1000.0, 900.0)

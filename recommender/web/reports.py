@@ -37,24 +37,29 @@ def weekly(decisions: pd.DataFrame) -> pd.DataFrame:
 
 def filter_events(events: pd.DataFrame, start: dt.date | None = None, end: dt.date | None = None,
                   users: list[str] | None = None, actions: list[str] | None = None,
-                  patient: str = "") -> pd.DataFrame:
-    """The audit log narrowed by date range, users, actions and a patient/episode text."""
+                  patient: str = "", zone: dt.tzinfo | str = "UTC") -> pd.DataFrame:
+    """The audit log narrowed by date range (days in ``zone``, the clinic's, as the table shows
+    them), users, actions and a patient/episode text.
+
+    The text finds the events that mention it and every event of the episodes those name: a
+    patient id appears only in the intake, yet the patient's trail is all their episodes'."""
     out = events
     if len(out) == 0:
         return out
-    ts = pd.to_datetime(out["ts"], utc=True)
+    if patient:
+        mentions = (out["target"].str.contains(patient, case=False, regex=False)
+                    | out["after"].fillna("").str.contains(patient, case=False, regex=False))
+        episodes = set(out.loc[mentions, "target"][out.loc[mentions, "target"].str.startswith("episode:")])
+        out = out[mentions | out["target"].isin(episodes)]
+    days = pd.to_datetime(out["ts"], utc=True, format="mixed").dt.tz_convert(zone).dt.date
     if start is not None:
-        out, ts = out[ts.dt.date >= start], ts[ts.dt.date >= start]
+        out, days = out[days >= start], days[days >= start]
     if end is not None:
-        out, ts = out[ts.dt.date <= end], ts[ts.dt.date <= end]
+        out, days = out[days <= end], days[days <= end]
     if users:
         out = out[out["actor"].isin(users)]
     if actions:
         out = out[out["action"].isin(actions)]
-    if patient:
-        hit = (out["target"].str.contains(patient, case=False, regex=False)
-               | out["after"].str.contains(patient, case=False, regex=False))
-        out = out[hit]
     return out
 
 

@@ -8,7 +8,7 @@ import streamlit as st
 
 from recommender.web.reports import filter_events
 from recommender.web.ui import actor, service, text
-from recommender.web.wording import local_time, local_times
+from recommender.web.wording import clinic_zone, local_time, local_times
 
 svc, me = service(), actor()
 st.title("Audit log")
@@ -24,9 +24,11 @@ dates = c1.date_input("Dates", value=(), key="au_dates")
 users = c2.multiselect("Users", sorted(events["actor"].unique()), key="au_users")
 actions = c3.multiselect("Actions", sorted(events["action"].unique()), key="au_actions",
                          format_func=lambda a: a.replace("_", " "))
-patient = c4.text_input("Patient or episode", key="au_patient")
+patient = c4.text_input("Patient or episode", key="au_patient",
+                        help="An id or part of one: the events naming it, and every event of the "
+                             "episodes they belong to (a patient's whole trail).")
 start, end = (dates[0], dates[-1]) if dates else (None, None)
-shown = filter_events(events, start, end, users, actions, patient)
+shown = filter_events(events, start, end, users, actions, patient, zone=clinic_zone())
 st.caption(f"{len(shown)} of {len(events)} events; times in the clinic's time zone (the export "
            "keeps UTC to the microsecond).")
 st.dataframe(shown.sort_values("seq", ascending=False).assign(ts=lambda f: local_times(f["ts"])),
