@@ -116,10 +116,10 @@ class AccountService:
         _check_role(role)
         if not USERNAME_PATTERN.fullmatch(username) or username in RESERVED_USERNAMES:
             shown = username.encode("unicode_escape").decode("ascii")[:USERNAME_MAX_LENGTH]
-            raise InputRejected("invalid username", [RowError(
-                1, "username", shown, f"1 to {USERNAME_MAX_LENGTH} characters: lower-case letters "
-                "a-z, digits and . _ - , starting with a letter, and not "
-                + " or ".join(sorted(RESERVED_USERNAMES)))])
+            rule = (f"1 to {USERNAME_MAX_LENGTH} characters: lower-case letters a-z, digits and "
+                    ". _ - , starting with a letter, and not " + " or ".join(sorted(RESERVED_USERNAMES)))
+            raise InputRejected(f"invalid username {shown!r}: use {rule}",
+                                [RowError(1, "username", shown, rule)])
         password_hash = hash_password(password, username, demo_account and actor is SYSTEM)
         with self.store.write() as s:
             if s.execute(select(User).where(User.username == username)).scalar_one_or_none():

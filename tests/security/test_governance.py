@@ -697,6 +697,8 @@ def test_usernames_that_pass_for_another_account_are_refused(service, username):
     with pytest.raises(InputRejected) as caught:
         service.add_user(service.actors["admin"], username, "therapist", "velvet-lighthouse-cinnamon")
     assert caught.value.errors[0].column == "username"
+    assert "starting with a letter" in str(caught.value)  # the refusal itself says the rule
+    assert "\n" not in str(caught.value) and "\x1b" not in str(caught.value)  # shown escaped
     assert list(service.list_users(service.actors["admin"])["username"]) == before
 
 
