@@ -203,6 +203,30 @@ def test_a_plan_recommended_before_a_visit_found_a_contraindication_is_not_shown
     assert any("infectious" in t.value for t in at.text if t.value.startswith("Contraindications"))
 
 
+def test_an_ended_programme_offers_no_new_recommendation(demo_env):
+    import datetime as dt
+
+    from recommender.devtools.simulator import simulate
+    from recommender.web.ui import service
+    from tests.conftest import intake_dict
+
+    me = signed_in("therapist")
+    service().save_intake(me, intake_dict(simulate(2, seed=43), 0, episode_id="W-ENDED-1",
+                                          patient_id="P-ENDED",
+                                          intake_date=(dt.date.today() - dt.timedelta(days=5)).isoformat()))
+    rec_id, rec = service().recommend(me, "W-ENDED-1")
+    service().accept(me, rec_id, rec.best.plan)
+    at = on_page("therapist", "plan.py")
+    next(t for t in at.text_input if t.label == "Search any episode or patient id").input("W-ENDED-1").run()
+    assert any(b.key == "recommend" for b in at.button)
+    service().record_followup(me, "W-ENDED-1", {"followup_pain_score": 2})
+    at.run()
+    no_exception(at)
+    assert any("programme has ended" in i.value for i in at.info)
+    assert not any(b.key == "recommend" for b in at.button)
+    assert any("Accepted plan (decision" in s.value for s in at.success)  # still there to read
+
+
 def test_the_discomfort_cap_limits_tuning_on_the_plan_page(demo_env):
     """The demo patient's accepted plan has firm massage, which hurt twice: the plan page says
     so, offers no intensity above the cap, and does not start tuning from the capped plan."""

@@ -22,7 +22,8 @@ st.subheader("By therapist")
 st.dataframe(stats, hide_index=True, key="ov_stats")
 st.bar_chart(stats.set_index("therapist")[["overrides", "massage_blocked"]])
 st.subheader("Over time")
-st.line_chart(weekly(decisions).set_index("week"))
+# bars side by side: a line needs two weeks to show anything, and overrides are part of decisions
+st.bar_chart(weekly(decisions).set_index("week"), stack=False)
 st.subheader("Decisions that departed from the recommendation")
 departed = decisions[decisions["overridden"]]
 shown = departed.assign(

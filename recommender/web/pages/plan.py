@@ -134,7 +134,11 @@ if episode in recs and recs[episode][2] != digest:  # a visit changed the patien
     del recs[episode]
     st.info("The patient's record changed after this plan was recommended (a visit, a new "
             "contraindication or the discomfort rule): recommend again.")
-if episode not in recs:
+ended = status[episode] == "closed"
+if ended:  # the follow-up or end-of-programme visit is recorded: its plan is part of the outcome
+    recs.pop(episode, None)
+    st.info("This programme has ended: its plan can no longer be changed.")
+if episode not in recs and not ended:
     slot = st.empty()  # the button goes once the plan is there: drawn in this same run, not a rerun
     if slot.button("Recommend a plan", type="primary", key="recommend"):
         try:
@@ -178,6 +182,9 @@ for reason in rec.gate.reasons:
     st.warning(f"{reason.message} {reason.evidence} (Source: {reason.citation})", icon="⛔")
 
 with st.expander("Other plans, ranked"):
+    st.caption("The recommended plan first; then by expected reduction less a margin for how "
+               "uncertain it is, plans with at least moderate evidence first. So a plan with a "
+               "higher expected reduction but less evidence behind it can rank lower.")
     st.dataframe([{"plan": p.plan.describe(), "expected reduction": round(p.predicted_reduction, 1),
                    "likely range": f"{p.interval_low:.1f} to {p.interval_high:.1f}",
                    "chance of relief": f"{p.prob_improvement:.0%}", "evidence": p.evidence_level}
