@@ -463,3 +463,19 @@ def test_the_audit_export_says_it_holds_the_whole_trail_and_when_it_was_made(dem
     assert at.button(key="au_export").label == "Prepare CSV export of the whole trail"
     events = at.session_state["audit_csv"][1]
     assert events > 0 and "events" in at.caption[0].value
+
+
+def test_an_imported_patients_id_finds_their_episodes_audit_trail(demo_env):
+    """Demo patients came in by import: no event names their patient id, yet a supervisor
+    typing it wants their episodes' trail (the filter once showed '0 of N events')."""
+    from recommender.web.ui import service
+
+    me = signed_in("therapist")
+    patient = service().find_episodes(me, "DEMO-0006")["patient_id"].iloc[0]
+    service().recommend(me, "DEMO-0006")
+    at = on_page("supervisor", "audit_log.py")
+    at.text_input(key="au_patient").input(patient).run()
+    no_exception(at)
+    table = at.dataframe[0].value
+    assert "episode:DEMO-0006" in set(table["target"]) and "recommend" in set(table["action"])
+    assert not at.caption[0].value.startswith("0 of")

@@ -302,6 +302,9 @@ def test_audit_filter_days_are_the_clinics_and_a_patient_id_finds_their_episodes
     # the patient id is only in the intake; the recommendation on that episode is theirs too
     assert list(filter_events(events, patient="p-heart")["seq"]) == [1, 3]
     assert list(filter_events(events, start=dt.date(2026, 1, 3), patient="P-HEART")["seq"]) == [3]
+    # an imported patient is named by no event: the database says which episodes are theirs
+    assert list(filter_events(events, patient="P-IMPORTED")["seq"]) == []
+    assert list(filter_events(events, patient="P-IMPORTED", episodes=["W-2"])["seq"]) == [4]
 
 
 def test_idle_rule():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 
 import pandas as pd
 
@@ -37,20 +38,24 @@ def weekly(decisions: pd.DataFrame) -> pd.DataFrame:
 
 def filter_events(events: pd.DataFrame, start: dt.date | None = None, end: dt.date | None = None,
                   users: list[str] | None = None, actions: list[str] | None = None,
-                  patient: str = "", zone: dt.tzinfo | str = "UTC") -> pd.DataFrame:
+                  patient: str = "", zone: dt.tzinfo | str = "UTC",
+                  episodes: Iterable[str] = ()) -> pd.DataFrame:
     """The audit log narrowed by date range (days in ``zone``, the clinic's, as the table shows
     them), users, actions and a patient/episode text.
 
-    The text finds the events that mention it and every event of the episodes those name: a
-    patient id appears only in the intake, yet the patient's trail is all their episodes'."""
+    The text finds the events that mention it and every event of the episodes those name, and
+    of ``episodes`` (the episodes whose episode or patient id holds the text, from the
+    database): a patient id is named only by an intake, and by no event at all for a patient
+    who came in by import, yet the patient's trail is all their episodes'."""
     out = events
     if len(out) == 0:
         return out
     if patient:
         mentions = (out["target"].str.contains(patient, case=False, regex=False)
                     | out["after"].fillna("").str.contains(patient, case=False, regex=False))
-        episodes = set(out.loc[mentions, "target"][out.loc[mentions, "target"].str.startswith("episode:")])
-        out = out[mentions | out["target"].isin(episodes)]
+        named = out.loc[mentions, "target"]
+        targets = set(named[named.str.startswith("episode:")]) | {f"episode:{e}" for e in episodes}
+        out = out[mentions | out["target"].isin(targets)]
     days = pd.to_datetime(out["ts"], utc=True, format="mixed").dt.tz_convert(zone).dt.date
     if start is not None:
         out, days = out[days >= start], days[days >= start]

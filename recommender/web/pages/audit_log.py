@@ -28,7 +28,8 @@ patient = c4.text_input("Patient or episode", key="au_patient",
                         help="An id or part of one: the events naming it, and every event of the "
                              "episodes they belong to (a patient's whole trail).")
 start, end = (dates[0], dates[-1]) if dates else (None, None)
-shown = filter_events(events, start, end, users, actions, patient, zone=clinic_zone())
+named = svc.find_episodes(me, patient, limit=1000)["episode_id"] if patient else ()
+shown = filter_events(events, start, end, users, actions, patient, zone=clinic_zone(), episodes=named)
 st.caption(f"{len(shown)} of {len(events)} events; times in the clinic's time zone (the export "
            "keeps UTC to the microsecond).")
 st.dataframe(shown.sort_values("seq", ascending=False).assign(ts=lambda f: local_times(f["ts"])),
