@@ -92,6 +92,13 @@ class Review:
     cap: DiscomfortCap | None
 
 
+def state_digest(state: EpisodeState) -> str:
+    """What a recommendation is made from (the patient now and the discomfort cap), hashed."""
+    now = {k: sorted(v) if isinstance(v, (set, frozenset)) else v for k, v in state.now.items()}
+    payload = {"now": now, "cap": None if state.cap is None else state.cap.as_dict()}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def typed_intakes(records: list[dict]) -> list[dict]:
     """Stored intake records back as typed values, through the contract reader in one pass
     (the reader is the one definition of every type; one pass keeps long lists fast)."""
@@ -230,10 +237,7 @@ class ClinicalService:
         holding a recommendation made under another digest must not show it as current."""
         actor = self.access.require(actor, Action.VIEW_PATIENTS, f"episode:{episode_code}")
         with self.store.read() as s:
-            state = self.episode_state(s, self._episode(s, episode_code))
-        now = {k: sorted(v) if isinstance(v, (set, frozenset)) else v for k, v in state.now.items()}
-        payload = {"now": now, "cap": None if state.cap is None else state.cap.as_dict()}
-        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+            return state_digest(self.episode_state(s, self._episode(s, episode_code)))
 
     def recommend(self, actor: Actor, episode_code: str) -> tuple[int, Recommendation]:
         """Recommend for a stored episode, from the patient's state now, and record it."""
@@ -278,6 +282,7 @@ class ClinicalService:
                            "visits": len(state.visits)}
         if cap is not None:
             output["discomfort_cap"] = cap.as_dict()
+        output["state_digest"] = state_digest(state)  # an accept checks the patient is unchanged
         with self.store.write() as s:
             episode = self._episode(s, episode_code)
             row = RecommendationRecord(episode_id=episode.id, intake_sha256=record_sha256(record),
@@ -405,6 +410,12 @@ class ClinicalService:
             active = self._active_decision(s, episode.id)
             if active is not None and active.accepted_plan == accepted:
                 return active.id
+            made_from = rec.output.get("state_digest")  # absent on recommendations made before it
+            if made_from is not None and made_from != state_digest(state):
+                raise InputRejected(
+                    f"recommendation {rec.id} was made before the patient's record changed (a "
+                    "visit, a contraindication found, the discomfort rule): recommend again and "
+                    "accept from the new recommendation")
             if active is not None and change_code is None:
                 raise InputRejected(
                     f"episode {episode.episode_code!r} already has an accepted plan (decision "

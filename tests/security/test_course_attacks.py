@@ -64,6 +64,26 @@ def test_an_old_recommendation_cannot_store_massage_after_an_infection_is_found(
     assert _events(service, "accept_refused")
 
 
+def test_no_plan_is_accepted_against_a_recommendation_made_before_the_patient_changed(service, trained):
+    """Two tabs: A holds a recommendation; B records a visit that finds an infectious disease;
+    A then accepts a massage-free plan from its old recommendation, with reasons. The gate
+    passes that plan, but the decision would name a recommendation that never knew of the
+    infection (seen by a helper walking the app): refused, nothing stored."""
+    me = service.actors["therapist"]
+    in_care(service, trained, "E-STALE", plan_with("gentle"))
+    old_id, _ = service.recommend(me, "E-STALE")
+    service.record_visit(me, "E-STALE", visit(1, 5, discomfort=None, massage="none",
+                                              training_given=False, infectious_disease=True))
+    with pytest.raises(InputRejected, match="made before the patient's record changed"):
+        service.accept(me, old_id, plan_with("none"), reason_code="patient_preference",
+                       change_code="patient_preference")
+    assert _decisions(service, "E-STALE") == [plan_with("gentle").as_dict()]
+    new_id, new = service.recommend(me, "E-STALE")  # a fresh recommendation is accepted
+    assert not any(p.plan.has_massage for p in new.ranked())
+    service.accept(me, new_id, new.best.plan, change_code="not_improving")
+    assert _decisions(service, "E-STALE")[-1] == new.best.plan.as_dict()
+
+
 def test_an_old_recommendation_cannot_store_massage_above_a_cap_reached_since(service, trained):
     """Recommended (firm massage allowed) before two painful sessions; accepted after them."""
     me = service.actors["therapist"]
@@ -275,7 +295,10 @@ def test_correcting_discomfort_away_is_a_recorded_correction_not_a_silent_bypass
     fixed = service.correct_visit(me, second, visit(3, 6, discomfort=2, massage="firm"),
                                   reason="discomfort was 2, typed 9")
     assert service.progress(me, "E-ERASE").cap is None
-    service.accept(me, review.recommendation_id, plan_with("firm", 3),
+    with pytest.raises(InputRejected, match="made before the patient's record changed"):
+        service.accept(me, review.recommendation_id, plan_with("firm", 3),  # made under the cap
+                       reason_code="patient_preference", change_code="patient_preference")
+    service.accept(me, service.review(me, "E-ERASE").recommendation_id, plan_with("firm", 3),
                    reason_code="patient_preference", change_code="patient_preference")
     records = service.progress(me, "E-ERASE").records
     assert [(r.id, r.discomfort, r.supersedes_id) for r in records][-2:] == [(second, 9, None),

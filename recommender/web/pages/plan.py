@@ -157,7 +157,7 @@ if episode not in recs:
             open_patient(episode)
     st.stop()
 
-rec_id, rec, _ = recs[episode]
+rec_id, rec, made_from = recs[episode]
 best = rec.best
 left, right = st.columns([2, 1])
 with right:
@@ -200,8 +200,10 @@ def tune_and_accept() -> None:
     keep_session_alive()
     try:
         now = svc.current_decision(me, episode)
-        if (now or {}).get("decision_id") != (accepted or {}).get("decision_id"):
-            st.rerun()  # accepted meanwhile (another tab or colleague): redraw the whole page
+        if ((now or {}).get("decision_id") != (accepted or {}).get("decision_id")
+                or svc.state_digest(me, episode) != made_from):
+            st.rerun()  # accepted, or the patient changed, meanwhile (another tab or colleague):
+            # redraw the whole page, which drops a recommendation made before the change
         st.subheader("Tune")
         controls = plan_controls(rec.gate, cap)
         # tuning starts from the accepted plan, unless it is no longer allowed (a cap, a finding)
