@@ -73,9 +73,10 @@ MIN_SECONDARY_VALUES = 100
 SUPPORT_BLOCK = 512
 PAIN_SCALE_MAX = 10  # NRS 0–10: a reduction lies between pain − 10 and pain
 # Caution and switch threshold by the history's size, each pair chosen over every simulated
-# clinic of its size class together by policy value (docs/benchmarks-seeds.md, three
-# histories each, the one-standard-error rule with harm as the tie-break): below
-# LARGE_HISTORY followed-up episodes plans rank by mean − 4 sd and leave the guideline plan
+# clinic of its size class together by policy value (docs/benchmarks-seeds.md, ten histories
+# of each clinic up to 5,000 episodes and three of each larger one, the one-standard-error
+# rule with harm as the tie-break): below
+# LARGE_HISTORY followed-up episodes plans rank by mean − 3 sd and leave the guideline plan
 # (or change one component of it, ``_one_change``) for a gain above 0.75 sd; from there by
 # mean − 2 sd, for any expected gain.  A thin history's posterior understates its error
 # (docs/engine-experiments.md, the winner's curse), a large one's less: at caution 2 every
@@ -83,7 +84,7 @@ PAIN_SCALE_MAX = 10  # NRS 0–10: a reduction lies between pain − 10 and pain
 # have either ≤ 6,100 or ≥ 16,300 followed-up episodes: the threshold is their geometric
 # middle, not a measured optimum.
 LARGE_HISTORY = 10_000
-THIN_SETTING = (4.0, 0.75)  # (caution, switch_z)
+THIN_SETTING = (3.0, 0.75)  # (caution, switch_z)
 LARGE_SETTING = (2.0, 0.0)
 # The present rigid model first (kept when data is thin), then adaptive and hinged ones.
 DEFAULT_CANDIDATES = (("quadratic", 0), ("quadratic", 2), ("spline", 2), ("spline", 3))
