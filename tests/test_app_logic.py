@@ -23,7 +23,7 @@ from recommender.contract.columns import INTENSITIES
 from recommender.safety.plans import Plan
 from recommender.safety.tolerance import DiscomfortCap
 from recommender.web.plan_form import build_plan, differs, form_to_intake, plan_controls
-from recommender.web.reports import filter_events, override_stats, weekly
+from recommender.web.reports import filter_events, override_stats, weekly, weekly_chart
 from recommender.web.ui import is_idle
 
 from .strategies import intakes, massage_is_contraindicated, plans
@@ -272,6 +272,13 @@ def test_override_and_weekly_stats():
     assert stats.loc["ann", "massage_blocked"] == 1
     weeks = weekly(_decisions())
     assert list(weeks["decisions"]) == [1, 2]
+    spec = weekly_chart(weeks.iloc[:1]).to_dict()  # one week still draws bars, side by side
+    assert spec["mark"]["type"] == "bar" and spec["encoding"]["x"]["type"] == "ordinal"
+    assert spec["encoding"]["xOffset"]["field"] == "series"
+    rows = next(iter(spec["datasets"].values()))
+    assert {r["series"] for r in rows} == {"Decisions", "Departed from the recommendation",
+                                          "Massage blocked by the gate"}
+    assert all(r["week"].startswith("week of ") for r in rows)
 
 
 def test_audit_filters():

@@ -41,13 +41,19 @@ def _signed_in(service, args) -> Iterator[Actor]:
     """A session for this one command, ended when it finishes."""
     actor = service.sign_in(args.user, _password(args))
     try:
-        if service.has_published_password(actor):  # as the app's sidebar does, on every command
-            print(f"warning: {args.user} signs in with the password the README prints for it, so "
-                  "anyone can; disable the demo accounts or reset their passwords (users "
-                  "reset-password) before real patients' data is entered", file=sys.stderr)
+        _warn_if_published_password(service, actor)
         yield actor
     finally:
         service.sign_out(actor)
+
+
+def _warn_if_published_password(service, actor: Actor) -> None:
+    """On stderr, as the app's sidebar does on every page: this account's password is printed
+    in the README."""
+    if service.has_published_password(actor):
+        print(f"warning: {actor.username} signs in with the password the README prints for it, "
+              "so anyone can; disable the demo accounts or reset their passwords (users "
+              "reset-password) before real patients' data is entered", file=sys.stderr)
 
 
 def _new_password(args) -> str:
@@ -139,6 +145,7 @@ def cmd_audit(args) -> int:
     if args.action == "verify":
         # read-only: signs in without writing, so a tampered head file or trail is seen as it is
         actor = service.authenticate(args.user or "", _password(args))
+        _warn_if_published_password(service, actor)
         result = service.verify_audit(actor, record=False)
         print(result)
         if result.ok:

@@ -36,6 +36,27 @@ def weekly(decisions: pd.DataFrame) -> pd.DataFrame:
                          "massage_blocked": g["massage_blocked"].sum()}).reset_index()
 
 
+WEEKLY_SERIES = {"decisions": "Decisions", "overrides": "Departed from the recommendation",
+                 "massage_blocked": "Massage blocked by the gate"}
+
+
+def weekly_chart(weeks: pd.DataFrame):
+    """:func:`weekly` as grouped bars, one group per week labelled with its Monday: a line
+    needs two weeks to show anything, and stacked bars would add overrides to decisions."""
+    import altair as alt
+
+    long = weeks.assign(week=pd.to_datetime(weeks["week"]).dt.strftime("week of %d %b %Y")).melt(
+        id_vars="week", value_vars=list(WEEKLY_SERIES), var_name="series", value_name="count")
+    long["series"] = long["series"].map(WEEKLY_SERIES)
+    order = list(WEEKLY_SERIES.values())
+    return alt.Chart(long).mark_bar().encode(
+        x=alt.X("week:O", title=None, sort=None, axis=alt.Axis(labelAngle=0)),
+        xOffset=alt.XOffset("series:N", sort=order),
+        y=alt.Y("count:Q", title="Count"),
+        color=alt.Color("series:N", sort=order, title=None, legend=alt.Legend(orient="bottom")),
+        tooltip=["week:O", "series:N", "count:Q"])
+
+
 def filter_events(events: pd.DataFrame, start: dt.date | None = None, end: dt.date | None = None,
                   users: list[str] | None = None, actions: list[str] | None = None,
                   patient: str = "", zone: dt.tzinfo | str = "UTC",

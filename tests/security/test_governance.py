@@ -536,6 +536,8 @@ def test_demo_accounts_keeping_their_published_passwords_are_named_until_dealt_w
     monkeypatch.setenv("RECOMMENDER_PASSWORD", PUBLISHED_PASSWORDS["datastaff"])
     assert main(["models", "list", "--user", "datastaff"]) == 0
     assert "datastaff signs in with the password the README prints" in capsys.readouterr().err
+    main(["audit", "verify", "--user", "datastaff"])  # signs in read-only: warned all the same
+    assert "datastaff signs in with the password the README prints" in capsys.readouterr().err
     monkeypatch.setenv("RECOMMENDER_PASSWORD", PASSWORD)
     assert main(["models", "list", "--user", "supervisor"]) == 0  # its own password: no warning
     assert "README" not in capsys.readouterr().err

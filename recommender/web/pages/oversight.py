@@ -3,7 +3,7 @@
 import streamlit as st
 
 from recommender.contract.csv_io import to_csv_bytes
-from recommender.web.reports import override_stats, weekly
+from recommender.web.reports import override_stats, weekly, weekly_chart
 from recommender.web.ui import actor, service
 from recommender.web.wording import REASON_LABELS, label, local_times
 
@@ -22,8 +22,7 @@ st.subheader("By therapist")
 st.dataframe(stats, hide_index=True, key="ov_stats")
 st.bar_chart(stats.set_index("therapist")[["overrides", "massage_blocked"]])
 st.subheader("Over time")
-# bars side by side: a line needs two weeks to show anything, and overrides are part of decisions
-st.bar_chart(weekly(decisions).set_index("week"), stack=False)
+st.altair_chart(weekly_chart(weekly(decisions)), use_container_width=True)
 st.subheader("Decisions that departed from the recommendation")
 departed = decisions[decisions["overridden"]]
 shown = departed.assign(
