@@ -257,3 +257,16 @@ def test_cli_visits_export_by_role(sqlite_service, trained, tmp_path, monkeypatc
     out.unlink()
     assert main(["visits", "export", str(out), "--user", "therapist"]) != 0
     assert "a therapist may not export visits" in capsys.readouterr().err and not out.exists()
+
+
+def test_the_programme_starts_on_the_clinics_day_of_acceptance(monkeypatch):
+    """Visits and 'today' are the clinic's calendar days; the plan's start was once the UTC
+    day, a day early far east of UTC (shifting the predicted path and what is due)."""
+    from recommender.services.care import PlanChange, _path, _start
+
+    monkeypatch.setenv("RECOMMENDER_CLINIC_TIMEZONE", "Pacific/Kiritimati")  # UTC+14
+    decided = dt.datetime(2026, 12, 5, 18, 5, tzinfo=dt.UTC)  # 08:05 on 6 December there
+    prediction = {"interval": [1.0, 4.0], "baseline_pain": 7, "predicted_reduction": 2.5}
+    change = PlanChange(1, plan_with("gentle"), "ann", decided, "", False, prediction)
+    assert _start([change], []) == dt.date(2026, 12, 6)
+    assert _path([change], dt.date(2026, 12, 6))[0].start == dt.date(2026, 12, 6)

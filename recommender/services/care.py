@@ -460,8 +460,9 @@ def _change_text(d: Decision) -> str:
 
 
 def _start(plans: list[PlanChange], visits: list[course.VisitRecord]) -> dt.date | None:
-    """The programme's first day: its first accepted plan, or an earlier first visit."""
-    days = ([plans[0].decided_at.date()] if plans else []) + ([visits[0].visit_date] if visits else [])
+    """The programme's first day (the clinic's calendar day, as visits are dated): its first
+    accepted plan, or an earlier first visit."""
+    days = ([clinic_day(plans[0].decided_at)] if plans else []) + ([visits[0].visit_date] if visits else [])
     return min(days) if plans and days else None
 
 
@@ -471,7 +472,7 @@ def _path(plans: list[PlanChange], start: dt.date | None) -> list[course.PathSeg
     for i, change in enumerate(plans):
         if change.prediction is None or start is None:
             continue
-        begin = start if i == 0 else max(start, change.decided_at.date())
+        begin = start if i == 0 else max(start, clinic_day(change.decided_at))
         low, high = change.prediction["interval"]
         out.append(course.PathSegment(
             start=begin, end=begin + dt.timedelta(weeks=change.plan.programme_weeks),
