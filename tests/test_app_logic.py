@@ -182,6 +182,9 @@ def test_a_plan_whose_massage_a_later_finding_forbids_is_shown_as_stopped():
     assert MASSAGE_STOPPED_LINE in sheet.notes and not any("massage" in a.lower() for a in sheet.activities)
     assert "Muscle training" in sheet.activities[0]  # the rest of the plan goes on
     assert "infected" in contraindicated_plan_warning(PLAN, infected)
+    assert "reviewed and replaced" in contraindicated_plan_warning(PLAN, infected)
+    ended = contraindicated_plan_warning(PLAN, infected, ended=True)  # nothing left to replace
+    assert "has ended" in ended and "replaced" not in ended
     assert contraindicated_plan_warning(PLAN, gate.evaluate(CLEAN)) is None
 
 
@@ -237,6 +240,13 @@ def test_fhir_bundle_carries_pain_scores_as_loinc_observations_of_the_care_plan(
     with pytest.raises(ValidationError):  # a score that is not an integer is refused
         Observation.model_validate({**observations[0], "valueInteger": "seven"})
     assert care_bundle("E 1", "P-1", PLAN, gate.evaluate(CLEAN), []).entry[0].resource.id == plan["id"]
+    # once the programme has ended, the plan and what it scheduled are completed, not active
+    done = json.loads(care_bundle_json("E 1", "P-1", PLAN, gate.evaluate(CLEAN), scores, ended=True))
+    Bundle.model_validate(done)
+    ended_plan = done["entry"][0]["resource"]
+    assert ended_plan["status"] == "completed"
+    assert {a["detail"]["status"] for a in ended_plan["activity"]} == {"completed"}
+    assert plan["status"] == "active" and {a["detail"]["status"] for a in plan["activity"]} == {"scheduled"}
     # a follow-up may record a half point (the contract's follow-up score is a number): kept as is
     half = json.loads(care_bundle_json("E 1", "P-1", PLAN, gate.evaluate(CLEAN),
                                        [PainScore(dt.date(2026, 3, 2), 3.5, "followup:1")]))

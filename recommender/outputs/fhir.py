@@ -46,10 +46,10 @@ def fhir_id(prefix: str, clinic_id: str) -> str:
     return f"{prefix}-{hashlib.sha256(clinic_id.encode()).hexdigest()[:32]}"
 
 
-def _activity(description: str, per_week: int, minutes: int, weeks: int) -> dict:
+def _activity(description: str, per_week: int, minutes: int, weeks: int, ended: bool = False) -> dict:
     return {"detail": {
         "kind": "ServiceRequest",
-        "status": "scheduled",
+        "status": "completed" if ended else "scheduled",
         "description": description,
         "scheduledTiming": {"repeat": {
             "frequency": per_week, "period": 1, "periodUnit": "wk",
@@ -75,10 +75,12 @@ def _as_given_now(plan: Plan, stopped: bool, intensity: str) -> Plan:
 
 
 def care_plan(episode_id: str, patient_id: str, plan: Plan, decision: GateDecision,
-              created: dt.date | None = None, cap: DiscomfortCap | None = None) -> CarePlan:
+              created: dt.date | None = None, cap: DiscomfortCap | None = None,
+              ended: bool = False) -> CarePlan:
     """The accepted plan as a validated CarePlan resource, under the rules *now*: massage the
     gate forbids (a contraindication found since) is sent as stopped, never scheduled, and
-    massage firmer than the discomfort cap is scheduled at the cap."""
+    massage firmer than the discomfort cap is scheduled at the cap.  Once the programme has
+    ended (follow-up or end-of-programme visit) the plan and its activities are completed."""
     activities = []
     stopped = decision.forbidding_reasons(plan)
     intensity = capped_intensity(plan, cap)
@@ -90,13 +92,13 @@ def care_plan(episode_id: str, patient_id: str, plan: Plan, decision: GateDecisi
     elif plan.has_massage:
         activities.append(_activity(f"{intensity.capitalize()} pain massage of the pain region",
                                     plan.massage_sessions_per_week, plan.session_minutes,
-                                    plan.programme_weeks))
+                                    plan.programme_weeks, ended))
     if plan.muscle_training_sessions_per_week:
         activities.append(_activity("Supervised muscle training", plan.muscle_training_sessions_per_week,
-                                    plan.session_minutes, plan.programme_weeks))
+                                    plan.session_minutes, plan.programme_weeks, ended))
     if plan.exercise_days_per_week:
         activities.append(_activity("Own therapeutic exercise at home", plan.exercise_days_per_week,
-                                    plan.session_minutes, plan.programme_weeks))
+                                    plan.session_minutes, plan.programme_weeks, ended))
     notes = [{"text": "Tell your therapist if anything is uncomfortable; the plan is adjusted."}]
     notes += [{"text": r.message} for r in decision.reasons]
     if plan.has_massage and cap is not None and not cap.permits(plan):
@@ -106,7 +108,7 @@ def care_plan(episode_id: str, patient_id: str, plan: Plan, decision: GateDecisi
         "resourceType": "CarePlan",
         "id": fhir_id("careplan", episode_id),
         "identifier": [{"system": EPISODE_SYSTEM, "value": episode_id}],
-        "status": "active",
+        "status": "completed" if ended else "active",
         "intent": "plan",
         "title": "Chronic pain treatment plan",
         "description": _as_given_now(plan, bool(stopped), intensity).describe(),
@@ -140,9 +142,9 @@ def pain_observation(episode_id: str, patient_id: str, score: PainScore) -> Obse
 
 def care_bundle(episode_id: str, patient_id: str, plan: Plan, decision: GateDecision,
                 scores: list[PainScore], created: dt.date | None = None,
-                cap: DiscomfortCap | None = None) -> Bundle:
+                cap: DiscomfortCap | None = None, ended: bool = False) -> Bundle:
     """The CarePlan and every pain score, as one validated ``collection`` Bundle."""
-    resources = [care_plan(episode_id, patient_id, plan, decision, created, cap)]
+    resources = [care_plan(episode_id, patient_id, plan, decision, created, cap, ended)]
     resources += [pain_observation(episode_id, patient_id, s) for s in scores]
     return Bundle.model_validate({
         "resourceType": "Bundle", "type": "collection",

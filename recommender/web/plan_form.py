@@ -63,15 +63,17 @@ def permitted(plan: Plan, decision: GateDecision, cap: DiscomfortCap | None = No
     return not decision.forbidding_reasons(plan) and (cap is None or cap.permits(plan))
 
 
-def contraindicated_plan_warning(plan: Plan, decision: GateDecision) -> str | None:
+def contraindicated_plan_warning(plan: Plan, decision: GateDecision, ended: bool = False) -> str | None:
     """What to say when an accepted plan's massage is no longer allowed (a finding since it
-    was accepted), or None while it is."""
+    was accepted), or None while it is.  An ended programme's plan cannot be replaced any more,
+    so it is not asked for."""
     blocked = decision.forbidding_reasons(plan)
     if not blocked:
         return None
+    then = (" The programme has ended;" if ended
+            else " No massage until the plan is reviewed and replaced;")
     return ("The accepted plan's massage is now contraindicated: " + " ".join(r.message for r in blocked)
-            + " No massage until the plan is reviewed and replaced; the handout and the FHIR "
-            "export show it as stopped.")
+            + then + " the handout and the FHIR export show it as stopped.")
 
 
 def build_plan(massage_sessions: int, intensity: str, training: int, exercise: int, minutes: int,

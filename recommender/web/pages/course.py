@@ -221,6 +221,6 @@ else:
     st.download_button("FHIR CarePlan with pain scores (JSON)",
                        lambda: care_bundle_json(episode, progress.patient_id, progress.plan,
                                                 progress.gate_now, progress.pain_scores(),
-                                                cap=progress.cap),
+                                                cap=progress.cap, ended=progress.ended),
                        file_name=safe_file_name(f"care-{episode}.json"), mime="application/fhir+json",
                        key="dl-course-fhir", on_click="ignore")

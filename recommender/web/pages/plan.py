@@ -147,7 +147,7 @@ if episode not in recs and not ended:
             slot.empty()
         except Exception as exc:  # noqa: BLE001 - shown to the user, nothing is stored
             show_refusal(exc)
-if accepted and (warning := contraindicated_plan_warning(accepted["plan"], accepted["gate_now"])):
+if accepted and (warning := contraindicated_plan_warning(accepted["plan"], accepted["gate_now"], ended)):
     st.error(warning, icon="🚩")
 if episode not in recs:
     if accepted:
@@ -301,6 +301,7 @@ if accepted:
                        mime="text/html", key="dl-handout", on_click="ignore")
     d2.download_button("FHIR CarePlan with pain scores (JSON)",
                        lambda: care_bundle_json(episode, intake["patient_id"], shown, accepted["gate_now"],
-                                                svc.progress(me, episode).pain_scores(), cap=cap),
+                                                svc.progress(me, episode).pain_scores(), cap=cap,
+                                                ended=ended),
                        file_name=safe_file_name(f"careplan-{episode}.json"), mime="application/fhir+json", key="dl-fhir",
                        on_click="ignore")
