@@ -37,7 +37,7 @@ def episode_choices(found: list[str], opened: str | None, query: str,
     return options, index
 
 
-OBSERVED_COLOUR = "#c0392b"
+OBSERVED_COLOUR = "#c0392b"  # the caption calls it red
 
 
 def pain_chart(progress: Progress) -> alt.LayerChart:
@@ -51,9 +51,9 @@ def pain_chart(progress: Progress) -> alt.LayerChart:
         y=alt.Y("likely best:Q", scale=scale, title="Pain (0–10)"), y2="likely worst:Q",
         tooltip=["date:T", "likely best:Q", "likely worst:Q"])
     expected = base.mark_line(strokeDash=[6, 4]).encode(y=alt.Y("expected pain:Q", scale=scale))
-    observed = base.transform_filter("isValid(datum['observed pain'])").mark_line(  # a lone point red too
-        point=alt.OverlayMarkDef(color=OBSERVED_COLOUR), color=OBSERVED_COLOUR).encode(y=alt.Y("observed pain:Q", scale=scale),
-                                           tooltip=["date:T", "observed pain:Q"])
+    observed = base.transform_filter("isValid(datum['observed pain'])").mark_line(
+        color=OBSERVED_COLOUR, point=alt.OverlayMarkDef(color=OBSERVED_COLOUR),  # a lone point too
+    ).encode(y=alt.Y("observed pain:Q", scale=scale), tooltip=["date:T", "observed pain:Q"])
     return alt.layer(band, expected, observed)
 
 

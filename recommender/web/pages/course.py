@@ -72,7 +72,8 @@ st.caption("Current plan: " + "; ".join(plan_lines(progress.plan)))
 
 if progress.visits or progress.path:
     st.altair_chart(pain_chart(progress), use_container_width=True)
-    st.caption("Red: pain at each visit" + (" and at follow-up" if progress.followup else "") + ". Dashed: the pain the accepted plan predicted, with its likely "
+    st.caption("Red: pain at each visit" + (" and at follow-up" if progress.followup else "")
+               + ". Dashed: the pain the accepted plan predicted, with its likely "
                "range (shaded; " + INTERVAL_HELP.lower().rstrip(".") + ") — drawn as a straight "
                "path to the end of the programme, the only point the model predicts.")
 if not discomfort_frame(progress).empty:
