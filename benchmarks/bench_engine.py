@@ -448,8 +448,8 @@ def _caution_table(results: list[dict]) -> list[str]:
              "exceeds switch_z × its sd)", "",
              "Normalised value (harmed share) of one fitted model per scenario at each setting (the",
              "model is fitted at the engine's default and ranked again at each setting). One history is",
-             "one draw: the default is chosen over three histories of every scenario, in",
-             "`docs/benchmarks-seeds.md`.", ""]
+             "one draw: the default is chosen over several histories of every scenario (ten of each",
+             "clinic up to 5,000 episodes, three of each larger one), in `docs/benchmarks-seeds.md`.", ""]
     values = np.array([[s["normalised_value"] for s in r["caution_sweep"]] for r in ours])  # (scen, set)
     harms = np.array([[s["harmed_share"] for s in r["caution_sweep"]] for r in ours])
     lines += caution_grid_table(names, values, harms)
