@@ -182,9 +182,9 @@ for reason in rec.gate.reasons:
     st.warning(f"{reason.message} {reason.evidence} (Source: {reason.citation})", icon="⛔")
 
 with st.expander("Other plans, ranked"):
-    st.caption("The recommended plan first; then by expected reduction less a margin for how "
-               "uncertain it is, plans with at least moderate evidence first. So a plan with a "
-               "higher expected reduction but less evidence behind it can rank lower.")
+    st.caption("The recommendation comes first; the rest by expected reduction less a margin "
+               "for how uncertain it is, plans with at least moderate evidence first. So a plan "
+               "with a higher expected reduction but less evidence behind it can rank lower.")
     st.dataframe([{"plan": p.plan.describe(), "expected reduction": round(p.predicted_reduction, 1),
                    "likely range": f"{p.interval_low:.1f} to {p.interval_high:.1f}",
                    "chance of relief": f"{p.prob_improvement:.0%}", "evidence": p.evidence_level}
