@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
-import hashlib
 import json
 import numbers
 
@@ -92,11 +91,11 @@ class Review:
     cap: DiscomfortCap | None
 
 
-def state_digest(state: EpisodeState) -> str:
-    """What a recommendation is made from (the patient now and the discomfort cap), hashed."""
-    now = {k: sorted(v) if isinstance(v, (set, frozenset)) else v for k, v in state.now.items()}
-    payload = {"now": now, "cap": None if state.cap is None else state.cap.as_dict()}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+def digest_of_state(state: EpisodeState) -> str:
+    """What a recommendation is made from (the patient now, as stored contract values, and the
+    discomfort cap), hashed as the audit trail hashes records."""
+    return record_sha256({"now": intake_record(state.now),
+                          "cap": None if state.cap is None else state.cap.as_dict()})
 
 
 def typed_intakes(records: list[dict]) -> list[dict]:
@@ -237,7 +236,7 @@ class ClinicalService:
         holding a recommendation made under another digest must not show it as current."""
         actor = self.access.require(actor, Action.VIEW_PATIENTS, f"episode:{episode_code}")
         with self.store.read() as s:
-            return state_digest(self.episode_state(s, self._episode(s, episode_code)))
+            return digest_of_state(self.episode_state(s, self._episode(s, episode_code)))
 
     def recommend(self, actor: Actor, episode_code: str) -> tuple[int, Recommendation]:
         """Recommend for a stored episode, from the patient's state now, and record it."""
@@ -282,7 +281,7 @@ class ClinicalService:
                            "visits": len(state.visits)}
         if cap is not None:
             output["discomfort_cap"] = cap.as_dict()
-        output["state_digest"] = state_digest(state)  # an accept checks the patient is unchanged
+        output["state_digest"] = digest_of_state(state)  # an accept checks the patient is unchanged
         with self.store.write() as s:
             episode = self._episode(s, episode_code)
             row = RecommendationRecord(episode_id=episode.id, intake_sha256=record_sha256(record),
@@ -411,7 +410,7 @@ class ClinicalService:
             if active is not None and active.accepted_plan == accepted:
                 return active.id
             made_from = rec.output.get("state_digest")  # absent on recommendations made before it
-            if made_from is not None and made_from != state_digest(state):
+            if made_from is not None and made_from != digest_of_state(state):
                 raise InputRejected(
                     f"recommendation {rec.id} was made before the patient's record changed (a "
                     "visit, a contraindication found, the discomfort rule): recommend again and "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 
+import altair as alt
 import pandas as pd
 
 
@@ -43,8 +44,6 @@ WEEKLY_SERIES = {"decisions": "Decisions", "overrides": "Departed from the recom
 def weekly_chart(weeks: pd.DataFrame):
     """:func:`weekly` as grouped bars, one group per week labelled with its Monday: a line
     needs two weeks to show anything, and stacked bars would add overrides to decisions."""
-    import altair as alt
-
     long = weeks.assign(week=pd.to_datetime(weeks["week"]).dt.strftime("week of %d %b %Y")).melt(
         id_vars="week", value_vars=list(WEEKLY_SERIES), var_name="series", value_name="count")
     long["series"] = long["series"].map(WEEKLY_SERIES)
